@@ -1,0 +1,5 @@
+import sys
+
+from jmrn.cli import main
+
+sys.exit(main())

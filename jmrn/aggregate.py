@@ -1,0 +1,56 @@
+"""PoTion stage: stream every stored heatmap video into the dataset's PoTion store."""
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pandas as pd
+from tqdm import tqdm
+
+from jmrn.config import fingerprint
+from jmrn.datasets.manifest import read_manifest, write_csv
+from jmrn.io import LogWriter
+from jmrn.potion import PotionAccumulator
+from jmrn.store import HeatmapShard, write_potion_store
+
+log = logging.getLogger(__name__)
+
+
+def build_potion_store(manifest_csv: str | os.PathLike, shard_paths: Sequence[str | os.PathLike],
+                       potion: dict[str, Any], out_zarr: str | os.PathLike,
+                       failed_csv: str | os.PathLike) -> int:
+    """Aggregate all shards into ``potion.zarr``; list every unusable video in ``failed.csv``."""
+    manifest = read_manifest(manifest_csv)
+    shards = [HeatmapShard(p) for p in shard_paths]
+    failed = [{"video_id": r["video_id"], "stage": "manifest", "reason": r["status"]}
+              for r in manifest[manifest["status"] != "ok"].to_dict("records")]
+    failed += [{"video_id": f["video_id"], "stage": "pose", "reason": f["reason"]}
+               for s in shards for f in s.failed]
+    owner = {v: s for s in shards for v in s.video_ids}
+    video_ids = sorted(owner)
+    if not shards:
+        raise ValueError("no heatmap shards given")
+    first = shards[0].attrs
+    joints, height, width = len(first["joints"]), first["height"], first["width"]
+    channels, norm = int(potion["channels"]), potion.get("normalisation", "area")
+    extra = tuple(potion.get("extra_channels", ()))
+
+    def maps() -> Iterator:
+        for vid in tqdm(video_ids, desc="potion", file=LogWriter(log), mininterval=5.0):
+            shard = owner[vid]
+            acc = PotionAccumulator(shard.n_frames(vid), channels, (joints, height, width), norm, extra)
+            for batch in shard.iter_batches(vid):
+                acc.update(batch)
+            yield acc.result()
+
+    attrs = {"channels": channels, "map_channels": channels + len(extra),
+             "normalisation": norm, "extra_channels": list(extra), "joints": first["joints"],
+             "height": height, "width": width, "pose_backend": first["backend"],
+             "pose_config_hash": first["config_hash"], "config_hash": fingerprint(potion)}
+    n = write_potion_store(out_zarr, video_ids, maps(),
+                           (joints, channels + len(extra), height, width), attrs)
+    write_csv(pd.DataFrame(failed, columns=["video_id", "stage", "reason"]), failed_csv)
+    log.info("PoTion store: %d videos; %d unusable videos listed in %s", n, len(failed), failed_csv)
+    return n

@@ -1,0 +1,33 @@
+"""Configuration helpers: fingerprints that tie stored outputs to the settings that made them."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+
+def fingerprint(*parts: Any) -> str:
+    """Short, stable hash of JSON-serialisable settings (key order does not matter)."""
+    text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Cross-field checks that the JSON schema cannot express; raises ValueError with the fix."""
+    variants = set(config["variants"])
+    problems = []
+    for name in config["run_variants"]:
+        if name not in variants:
+            problems.append(f"run_variants names {name!r}, which is not under variants")
+    for fusion, members in (config.get("fusion") or {}).items():
+        for name in members:
+            if name not in config["run_variants"]:
+                problems.append(f"fusion {fusion!r} uses {name!r}, which is not in run_variants")
+    focus = config["report"]["focus_variant"]
+    if focus not in config["run_variants"]:
+        problems.append(f"report.focus_variant {focus!r} is not in run_variants")
+    demo = config.get("demo") or {}
+    if demo.get("min_frames", 2) > demo.get("max_frames", 2 ** 31):
+        problems.append("demo.min_frames is larger than demo.max_frames")
+    if problems:
+        raise ValueError("; ".join(problems))

@@ -1,0 +1,30 @@
+"""Collects dataset problems (missing files, bad lines, ...) and reports counts and examples."""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+
+log = logging.getLogger(__name__)
+
+
+class DatasetProblems:
+    """Problems grouped by kind; each kind is logged once as a count with its first examples."""
+
+    def __init__(self, examples: int = 3) -> None:
+        self.examples = examples
+        self.items: dict[str, list[str]] = defaultdict(list)
+
+    def add(self, kind: str, detail: str) -> None:
+        self.items[kind].append(detail)
+
+    def summary(self) -> list[str]:
+        lines = []
+        for kind, details in self.items.items():
+            shown = "; ".join(details[: self.examples])
+            more = f" (+{len(details) - self.examples} more)" if len(details) > self.examples else ""
+            lines.append(f"{kind}: {len(details)} — e.g. {shown}{more}")
+        return lines
+
+    def log(self) -> None:
+        for line in self.summary():
+            log.warning(line)

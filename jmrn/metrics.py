@@ -1,0 +1,57 @@
+"""Evaluation metrics: mean per-class accuracy (HMDB51/JHMDB), top-k, and mAP (Charades)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def mean_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Average over the classes present in ``y_true`` of the fraction predicted correctly."""
+    classes = np.unique(y_true)
+    if len(classes) == 0:
+        return float("nan")
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
+
+
+def top_k_accuracy(y_true: np.ndarray, scores: np.ndarray, k: int) -> float:
+    """Fraction of samples whose true class is among the k highest scores."""
+    if len(y_true) == 0:
+        return float("nan")
+    k = min(k, scores.shape[1])
+    top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    return float(np.mean((top == y_true[:, None]).any(axis=1)))
+
+
+def average_precision(relevant: np.ndarray, scores: np.ndarray) -> float:
+    """AP of one class: mean precision at the rank of each positive (ties broken by order)."""
+    order = np.argsort(-scores, kind="stable")
+    hits = relevant[order].astype(bool)
+    if not hits.any():
+        return float("nan")
+    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
+    return float(precision[hits].mean())
+
+
+def mean_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
+    """mAP over classes with at least one positive (targets: N x K multi-hot)."""
+    aps = [average_precision(targets[:, k], scores[:, k]) for k in range(targets.shape[1])]
+    aps = [a for a in aps if not np.isnan(a)]
+    return float(np.mean(aps)) if aps else float("nan")
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """K x K counts, rows = true class, columns = predicted class."""
+    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(
+        num_classes, num_classes)
+
+
+def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """The single-label metrics reported for every split and variant."""
+    pred = scores.argmax(axis=1)
+    onehot = np.eye(scores.shape[1])[y_true] if len(y_true) else np.zeros((0, scores.shape[1]))
+    return {
+        "mean_class_accuracy": mean_class_accuracy(y_true, pred),
+        "top1": top_k_accuracy(y_true, scores, 1),
+        "top5": top_k_accuracy(y_true, scores, 5),
+        "mAP": mean_average_precision(onehot, scores),
+        "n_test": int(len(y_true)),
+    }

@@ -1,0 +1,53 @@
+"""The pose-backend interface: a backend turns one video into a stream of joint heatmaps.
+
+A backend yields uint8 batches (B x 18 x H x W, joints in ``skeleton.JOINTS`` order, 255 = full
+confidence) for one manifest row. To add an extractor (AlphaPose, OpenPose, HRNet, ...), write
+a module with a ``PoseBackend`` subclass and register it in ``BACKENDS`` below.
+"""
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+# name -> "module:Class", imported lazily so heavy extractors load only when used.
+BACKENDS: dict[str, str] = {
+    "markers": "jmrn.pose.markers:MarkersBackend",
+    "keypoints": "jmrn.pose.keypoints:KeypointsBackend",
+}
+
+
+class PoseBackend(ABC):
+    """Produces joint heatmaps at a fixed output size (height x width)."""
+
+    name: str = ""
+
+    def __init__(self, height: int, width: int, batch_size: int = 16, **options: Any) -> None:
+        if height < 1 or width < 1:
+            raise ValueError(f"heatmap size must be positive, got {height}x{width}")
+        self.height, self.width, self.batch_size = height, width, batch_size
+
+    @abstractmethod
+    def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
+        """Yield uint8 batches (B x J x H x W) for one manifest row (keys: video_id, path, ...)."""
+
+    def attrs(self) -> dict[str, Any]:
+        """Settings recorded in the shard's attributes (for reproducibility)."""
+        return {"backend": self.name, "height": self.height, "width": self.width}
+
+
+def make_backend(name: str, height: int, width: int, options: Mapping[str, Any] | None = None) -> PoseBackend:
+    """Instantiate a registered backend by name."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown pose backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
+    module, cls = BACKENDS[name].split(":")
+    backend_cls = getattr(importlib.import_module(module), cls)
+    return backend_cls(height=height, width=width, **dict(options or {}))
+
+
+def to_uint8(maps: np.ndarray) -> np.ndarray:
+    """Float heatmaps in [0, 1] to the stored uint8 scale (rounded, clipped)."""
+    return np.clip(np.rint(maps * 255.0), 0, 255).astype(np.uint8)

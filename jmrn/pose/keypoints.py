@@ -1,0 +1,101 @@
+"""Keypoints -> heatmaps: Gaussian rendering and joint-layout conversion.
+
+Keypoints come as M x T x V x 2 pixel coordinates with M x T x V scores (mmaction2 / pyskl
+skeleton format). They are converted to the 18-joint layout, scaled into the H x W output
+(keeping the aspect ratio, centred) and rendered as Gaussians of peak = score; several persons
+combine by maximum. Rendering is separable and vectorised over persons, frames and joints.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from jmrn.pose.base import PoseBackend, to_uint8
+from jmrn.pose.skeleton import COCO17, JOINTS
+
+# OpenPose (COCO-18) order: nose, neck, r_sho, r_elb, r_wri, l_sho, l_elb, l_wri, r_hip, r_knee,
+# r_ank, l_hip, l_knee, l_ank, r_eye, l_eye, r_ear, l_ear.
+OPENPOSE18: tuple[str, ...] = (
+    "nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder",
+    "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip",
+    "left_knee", "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear",
+)
+LAYOUTS: dict[str, tuple[str, ...]] = {"coco17": COCO17, "openpose18": OPENPOSE18, "jmrn18": JOINTS}
+
+
+def convert_layout(kp: np.ndarray, score: np.ndarray, layout: str | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder (..., V, 2) keypoints and (..., V) scores into the 18-joint layout.
+
+    Joints the source lacks get score 0, except the neck, which is the mid-point of the
+    shoulders (score = the smaller shoulder score) when the source has no neck."""
+    names = LAYOUTS[layout] if isinstance(layout, str) else tuple(layout)
+    if kp.shape[-2] != len(names) or score.shape[-1] != len(names):
+        raise ValueError(f"layout has {len(names)} joints but keypoints have {kp.shape[-2]}")
+    src = {n: i for i, n in enumerate(names)}
+    out_kp = np.zeros((*kp.shape[:-2], len(JOINTS), 2), np.float32)
+    out_score = np.zeros((*score.shape[:-1], len(JOINTS)), np.float32)
+    for j, name in enumerate(JOINTS):
+        if name in src:
+            out_kp[..., j, :] = kp[..., src[name], :]
+            out_score[..., j] = score[..., src[name]]
+    if "neck" not in src and {"left_shoulder", "right_shoulder"} <= src.keys():
+        ls, rs = src["left_shoulder"], src["right_shoulder"]
+        neck = JOINTS.index("neck")
+        out_kp[..., neck, :] = (kp[..., ls, :] + kp[..., rs, :]) / 2
+        out_score[..., neck] = np.minimum(score[..., ls], score[..., rs])
+    return out_kp, out_score
+
+
+def fit_transform(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[float, float, float]:
+    """Scale and (x, y) offset mapping source pixels into the output, aspect kept, centred."""
+    (sh, sw), (oh, ow) = src_hw, out_hw
+    scale = min(oh / sh, ow / sw)
+    return scale, (ow - sw * scale) / 2, (oh - sh * scale) / 2
+
+
+def render_heatmaps(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
+                    out_hw: tuple[int, int], sigma: float = 0.6) -> np.ndarray:
+    """Gaussian heatmaps (T x V x H x W, float32) from M x T x V x 2 keypoints and scores.
+
+    Pixel centres are at integer output coordinates, so a keypoint at source pixel (x, y)
+    peaks at output (x * s + dx, y * s + dy) with sub-pixel accuracy."""
+    scale, dx, dy = fit_transform(src_hw, out_hw)
+    h, w = out_hw
+    x = kp[..., 0] * scale + dx - 0.5 * (1 - scale)  # source pixel centres -> output centres
+    y = kp[..., 1] * scale + dy - 0.5 * (1 - scale)
+    gx = np.exp(-((np.arange(w)[None, None, None, :] - x[..., None]) ** 2) / (2 * sigma**2))
+    gy = np.exp(-((np.arange(h)[None, None, None, :] - y[..., None]) ** 2) / (2 * sigma**2))
+    s = np.where(np.isfinite(score) & (score > 0), score, 0).astype(np.float32)
+    maps = np.einsum("mtvh,mtvw->mtvhw", (gy * s[..., None]).astype(np.float32),
+                     gx.astype(np.float32))  # M x T x V x H x W
+    return maps.max(axis=0)
+
+
+class KeypointsBackend(PoseBackend):
+    """Renders heatmaps from keypoints stored beside the manifest row (``keypoint`` arrays).
+
+    The row carries ``keypoint`` (M x T x V x 2), ``keypoint_score`` (M x T x V) and
+    ``img_shape`` (h, w); dataset adapters that read keypoint files fill these in."""
+
+    name = "keypoints"
+
+    def __init__(self, height: int, width: int, batch_size: int = 32, sigma: float = 0.6,
+                 layout: str = "coco17", **_: Any) -> None:
+        super().__init__(height, width, batch_size)
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown keypoint layout {layout!r}; known: {', '.join(LAYOUTS)}")
+        self.sigma, self.layout = sigma, layout
+
+    def attrs(self) -> dict[str, Any]:
+        return {**super().attrs(), "sigma": self.sigma, "layout": self.layout}
+
+    def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
+        kp, score = convert_layout(np.asarray(video["keypoint"], np.float32),
+                                   np.asarray(video["keypoint_score"], np.float32), self.layout)
+        src_hw = tuple(int(v) for v in video["img_shape"])
+        for start in range(0, kp.shape[1], self.batch_size):
+            sl = slice(start, start + self.batch_size)
+            yield to_uint8(render_heatmaps(kp[:, sl], score[:, sl], src_hw,
+                                           (self.height, self.width), self.sigma))

@@ -1,0 +1,150 @@
+"""Report stage: results tables (CSV + Markdown) and plots (PNG) from the exported outputs."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from jmrn.io import atomic_path  # noqa: E402
+from jmrn.metrics import confusion_matrix  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+# Paper Table 1 (split 1) for the comparison column: JHMDB-1 / HMDB-1 mean class accuracy (%).
+PAPER_TABLE1 = {
+    "potion": {"JHMDB-1": 59.44, "HMDB-1": 42.04, "Charades mAP": 13.54},
+    "potion_deep": {"JHMDB-1": 66.38, "HMDB-1": 49.25, "Charades mAP": 14.88},
+    "jmrn": {"JHMDB-1": 66.70, "HMDB-1": 48.71, "Charades mAP": 15.00},
+    "jmrn_nonsiamese": {"JHMDB-1": 65.98, "HMDB-1": 51.66, "Charades mAP": 14.93},
+    "jmrn_paa": {"JHMDB-1": 69.81, "HMDB-1": 52.02, "Charades mAP": 15.79},
+    "jmrn_paa_cl": {"JHMDB-1": 71.08, "HMDB-1": 54.05, "Charades mAP": 16.2},
+}
+
+
+def _read_json(path: str | os.PathLike) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def write_table(frame: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike,
+                title: str) -> None:
+    """Write the same table as CSV and as a Markdown file with a heading."""
+    with atomic_path(csv_path) as tmp:
+        frame.to_csv(tmp, index=False)
+    with atomic_path(md_path) as tmp:
+        tmp.write_text(f"# {title}\n\n{frame.to_markdown(index=False)}\n", encoding="utf-8")
+
+
+def mean_std(values: pd.Series) -> str:
+    v = values.dropna().to_numpy(float) * 100
+    if len(v) == 0:
+        return "—"
+    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+
+def summary_table(metrics_files: Sequence[str], dataset: str) -> pd.DataFrame:
+    """Per variant: the metric per split (%) and the mean ± std over splits."""
+    rows = [_read_json(p) for p in metrics_files]
+    long = pd.DataFrame(rows)
+    wide = long.pivot_table(index="variant", columns="split", values="mean_class_accuracy",
+                            aggfunc="first", sort=False)
+    table = pd.DataFrame({"dataset": dataset, "variant": wide.index})
+    for split in wide.columns:
+        table[f"split{split} (%)"] = (wide[split].to_numpy(float) * 100).round(2)
+    table["mean ± std (%)"] = [mean_std(wide.loc[v]) for v in wide.index]
+    return table
+
+
+def fusion_table(fusion_files: Sequence[str], names: Sequence[str]) -> pd.DataFrame:
+    """Per fusion and split: each modality alone, the plain average and the learned fusion."""
+    rows = []
+    for name, path in zip(names, fusion_files):
+        result = _read_json(path)
+        split = Path(path).parent.parent.parent.name
+        for method, m in result["test"].items():
+            rows.append({"fusion": name, "split": split, "method": method,
+                         "mean class acc (%)": round(100 * m["mean_class_accuracy"], 2),
+                         "weight": round(result["weights"].get(method, float("nan")), 4)})
+    return pd.DataFrame(rows)
+
+
+def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], out_png: str) -> None:
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for path, label in zip(history_files, labels):
+        h = pd.read_csv(path)
+        ax_loss.plot(h["epoch"], h["loss"], label=label)
+        ax_acc.plot(h["epoch"], h["train_acc"] * 100, label=label)
+    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="training accuracy (%)", title="Accuracy")
+    ax_acc.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def plot_confusion(logits_csv: str, out_png: str, title: str) -> None:
+    table = pd.read_csv(logits_csv, dtype={"video_id": str}, keep_default_na=False)
+    test = table[table["subset"] == "test"]
+    classes = [c for c in table.columns if c not in ("video_id", "subset", "label")]
+    y = test["label"].to_numpy(int)
+    pred = test[classes].to_numpy(float).argmax(1)
+    cm = confusion_matrix(y, pred, len(classes)).astype(float)
+    cm /= np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(classes), 1 + 0.4 * len(classes)))
+    im = ax.imshow(cm * 100, cmap="Blues", vmin=0, vmax=100)
+    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(classes)), classes, fontsize=7)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.colorbar(im, ax=ax, label="% of true class")
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def plot_joint_weights(joint_weight_csv: str, classes: Sequence[str], out_png: str, title: str) -> None:
+    """Per-class mean selector weight of each joint (paper Fig. 2)."""
+    table = pd.read_csv(joint_weight_csv, dtype={"video_id": str}, keep_default_na=False)
+    fig, ax = plt.subplots(figsize=(9, 1 + 0.35 * len(classes)))
+    if len(table):
+        joints = [c for c in table.columns if c not in ("video_id", "subset", "label")]
+        mean = table.groupby("label")[joints].mean().reindex(range(len(classes)))
+        im = ax.imshow(mean.to_numpy(float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(joints)), joints, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        fig.colorbar(im, ax=ax, label="mean joint weight")
+    ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def _save(fig: plt.Figure, path: str) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+
+
+def build_report(dataset: str, metrics: Sequence[str], histories: Sequence[str],
+                 history_labels: Sequence[str], fusion_metrics: Sequence[str],
+                 fusion_names: Sequence[str], confusion_logits: str, joint_weights: str,
+                 classes: Sequence[str], out: dict[str, str]) -> None:
+    """Snakemake entry: every table and plot of the report rule."""
+    summary = summary_table(metrics, dataset)
+    write_table(summary, out["summary_csv"], out["summary_md"], f"{dataset}: mean class accuracy")
+    ablation = summary[["variant", "mean ± std (%)"]].copy()
+    for col in ("JHMDB-1", "HMDB-1"):
+        ablation[f"paper {col} (%)"] = [PAPER_TABLE1.get(v, {}).get(col, "—") for v in ablation["variant"]]
+    write_table(ablation, out["ablation_csv"], out["ablation_md"],
+                f"{dataset}: ablation beside the paper's Table 1")
+    write_table(fusion_table(fusion_metrics, fusion_names), out["fusion_csv"], out["fusion_md"],
+                f"{dataset}: late fusion (test set)")
+    plot_learning_curves(histories, history_labels, out["learning_curves"])
+    plot_confusion(confusion_logits, out["confusion"], f"{dataset}: confusion (split 1)")
+    plot_joint_weights(joint_weights, classes, out["joint_weights"],
+                       f"{dataset}: mean joint weights per class (split 1)")
+    log.info("report written:\n%s", summary.to_markdown(index=False))

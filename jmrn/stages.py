@@ -1,0 +1,92 @@
+"""Entry points for the Snakemake rules: each maps a rule's files and params onto one function.
+
+Rules run ``workflow/scripts/run_stage.py``, which calls ``run(snakemake)``; the stage name is
+the rule's ``params.stage``. Logging goes to the rule's log file.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from jmrn.io import setup_logging
+
+log = logging.getLogger("jmrn.stages")
+
+
+def demo_dataset(smk: Any) -> None:
+    from jmrn.datasets import demo
+
+    demo.generate(smk.params.root, seed=smk.params.seed, splits=len(smk.params.splits),
+                  **smk.params.demo)
+
+
+def manifest(smk: Any) -> None:
+    from jmrn.datasets.manifest import build_manifest
+
+    build_manifest(dict(smk.params.dataset), smk.output.manifest, threads=smk.threads)
+
+
+def pose(smk: Any) -> None:
+    from jmrn.pose.extract import extract_shard
+
+    extract_shard(smk.input.manifest, int(smk.wildcards.shard[len("shard"):]), smk.params.n_shards,
+                  dict(smk.params.pose), smk.output.heatmaps)
+
+
+def potion(smk: Any) -> None:
+    from jmrn.aggregate import build_potion_store
+
+    build_potion_store(smk.input.manifest, list(smk.input.shards), dict(smk.params.potion),
+                       smk.output.potion, smk.output.failed)
+
+
+def train(smk: Any) -> None:
+    from jmrn.train import train_variant
+
+    train_variant(smk.input.potion, smk.input.manifest, int(smk.wildcards.split),
+                  {**smk.params.variant, "name": smk.wildcards.variant}, dict(smk.params.train),
+                  smk.params.seed, smk.output.model, smk.output.history, threads=smk.threads)
+
+
+def export(smk: Any) -> None:
+    from jmrn.export import export_variant
+
+    export_variant(smk.input.potion, smk.input.manifest, int(smk.wildcards.split),
+                   {**smk.params.variant, "name": smk.wildcards.variant}, smk.input.model,
+                   smk.params.device, smk.output.logits, smk.output.metrics,
+                   smk.output.joint_weights, threads=smk.threads)
+
+
+def fusion(smk: Any) -> None:
+    from jmrn.fusion import fuse
+
+    fuse(smk.params.modalities, list(smk.input.logits), smk.output.weights, smk.output.logits,
+         smk.output.metrics)
+
+
+def report(smk: Any) -> None:
+    from jmrn.datasets.manifest import class_names, read_manifest
+    from jmrn.report import build_report
+
+    build_report(smk.params.dataset, list(smk.input.metrics), list(smk.input.histories),
+                 smk.params.history_labels, list(smk.input.fusion), smk.params.fusion_names,
+                 smk.input.confusion_logits, smk.input.joint_weights,
+                 class_names(read_manifest(smk.input.manifest)), dict(smk.output.items()))
+
+
+STAGES: dict[str, Callable[[Any], None]] = {
+    f.__name__: f for f in (demo_dataset, manifest, pose, potion, train, export, fusion, report)
+}
+
+
+def run(smk: Any) -> None:
+    """Run the stage named by the rule's ``params.stage`` with logging to the rule's log."""
+    setup_logging(smk.log[0] if len(smk.log) else None)
+    stage = smk.params.stage
+    log.info("stage %s (rule %s, wildcards %s)", stage, smk.rule, dict(smk.wildcards.items()))
+    try:
+        STAGES[stage](smk)
+    except Exception:
+        log.exception("stage %s failed", stage)
+        raise

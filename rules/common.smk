@@ -1,0 +1,36 @@
+# Shared names and input functions. No pipeline logic lives here: only paths from the config.
+import re
+
+DATASET = config["dataset"]["name"]
+SPLITS = [int(s) for s in config["dataset"]["splits"]]
+VARIANTS = list(config["run_variants"])
+N_SHARDS = int(config["pose"]["shards"])
+SHARDS = [f"shard{i:03d}" for i in range(N_SHARDS)]
+FUSIONS = dict(config.get("fusion", {}))
+STAGE_SCRIPT = "../workflow/scripts/run_stage.py"
+
+
+wildcard_constraints:
+    dataset=re.escape(DATASET),
+    shard=r"shard\d{3}",
+    split=r"\d+",
+    variant="|".join(re.escape(v) for v in config["variants"]),
+    fusion="|".join(re.escape(f) for f in FUSIONS) or "(?!)",
+
+
+def variant_dir(split, variant):
+    return f"results/{DATASET}/split{split}/{variant}"
+
+
+def manifest_inputs(wildcards):
+    """The demo's generated folders; real datasets live outside the DAG."""
+    if config["dataset"]["adapter"] == "demo":
+        return {
+            "videos": f"results/{DATASET}/raw/videos",
+            "splits": f"results/{DATASET}/raw/splits",
+        }
+    return {}
+
+
+def fusion_logits(wildcards):
+    return [f"{variant_dir(wildcards.split, m)}/logits.csv" for m in FUSIONS[wildcards.fusion]]

@@ -1,0 +1,22 @@
+rule fusion:
+    input:
+        logits=fusion_logits,
+    output:
+        weights="results/{dataset}/split{split}/fusion/{fusion}/weights.json",
+        logits="results/{dataset}/split{split}/fusion/{fusion}/logits.csv",
+        metrics="results/{dataset}/split{split}/fusion/{fusion}/metrics.json",
+    log:
+        "results/{dataset}/logs/fusion/split{split}_{fusion}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/fusion/split{split}_{fusion}.tsv"
+    params:
+        stage="fusion",
+        modalities=lambda wc: FUSIONS[wc.fusion],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        STAGE_SCRIPT

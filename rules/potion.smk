@@ -1,0 +1,22 @@
+rule potion:
+    input:
+        manifest="results/{dataset}/manifest.csv",
+        shards=expand("results/{{dataset}}/heatmaps/{shard}.zarr", shard=SHARDS),
+    output:
+        potion=directory("results/{dataset}/potion.zarr"),
+        failed="results/{dataset}/failed.csv",
+    log:
+        "results/{dataset}/logs/potion.log",
+    benchmark:
+        "results/{dataset}/benchmarks/potion.tsv"
+    params:
+        stage="potion",
+        potion=config["potion"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        "../envs/pose.yaml"
+    script:
+        STAGE_SCRIPT

@@ -1,0 +1,66 @@
+REPORT_CATEGORY = f"{DATASET} results"
+REPORT_OUTPUTS = {
+    "summary_md": "results/tables/summary.md",
+    "summary_csv": "results/tables/summary.csv",
+    "ablation_md": f"results/tables/{DATASET}_ablation.md",
+    "ablation_csv": f"results/tables/{DATASET}_ablation.csv",
+    "fusion_md": f"results/tables/{DATASET}_fusion.md",
+    "fusion_csv": f"results/tables/{DATASET}_fusion.csv",
+    "learning_curves": f"results/plots/{DATASET}_learning_curves.png",
+    "confusion": f"results/plots/{DATASET}_confusion.png",
+    "joint_weights": f"results/plots/{DATASET}_joint_weights.png",
+}
+FIRST_SPLIT = SPLITS[0]
+FOCUS = config["report"]["focus_variant"]
+
+
+rule report:
+    input:
+        manifest=f"results/{DATASET}/manifest.csv",
+        metrics=expand(
+            "results/{dataset}/split{split}/{variant}/metrics.json",
+            dataset=DATASET,
+            split=SPLITS,
+            variant=VARIANTS,
+        ),
+        histories=expand(
+            "results/{dataset}/split{split}/{variant}/history.csv",
+            dataset=DATASET,
+            split=FIRST_SPLIT,
+            variant=VARIANTS,
+        ),
+        fusion=expand(
+            "results/{dataset}/split{split}/fusion/{fusion}/metrics.json",
+            dataset=DATASET,
+            split=SPLITS,
+            fusion=list(FUSIONS),
+        ),
+        confusion_logits=f"{variant_dir(FIRST_SPLIT, FOCUS)}/logits.csv",
+        joint_weights=f"{variant_dir(FIRST_SPLIT, FOCUS)}/joint_weights.csv",
+    output:
+        summary_md=report(REPORT_OUTPUTS["summary_md"], caption="../workflow/report/summary.rst", category=REPORT_CATEGORY),
+        summary_csv=REPORT_OUTPUTS["summary_csv"],
+        ablation_md=report(REPORT_OUTPUTS["ablation_md"], caption="../workflow/report/ablation.rst", category=REPORT_CATEGORY),
+        ablation_csv=REPORT_OUTPUTS["ablation_csv"],
+        fusion_md=report(REPORT_OUTPUTS["fusion_md"], caption="../workflow/report/fusion.rst", category=REPORT_CATEGORY),
+        fusion_csv=REPORT_OUTPUTS["fusion_csv"],
+        learning_curves=report(REPORT_OUTPUTS["learning_curves"], caption="../workflow/report/learning_curves.rst", category=REPORT_CATEGORY),
+        confusion=report(REPORT_OUTPUTS["confusion"], caption="../workflow/report/confusion.rst", category=REPORT_CATEGORY),
+        joint_weights=report(REPORT_OUTPUTS["joint_weights"], caption="../workflow/report/joint_weights.rst", category=REPORT_CATEGORY),
+    log:
+        f"results/{DATASET}/logs/report.log",
+    benchmark:
+        f"results/{DATASET}/benchmarks/report.tsv"
+    params:
+        stage="report",
+        dataset=DATASET,
+        history_labels=[f"{v} (split {FIRST_SPLIT})" for v in VARIANTS],
+        fusion_names=[f for _ in SPLITS for f in FUSIONS],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../envs/torch.yaml"
+    script:
+        STAGE_SCRIPT

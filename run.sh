@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The project's two commands, plus the set-up they share. Idempotent: a second run skips
+# what is already installed.
+#   bash run.sh demo    set up .venv, then run the whole pipeline on the embedded demo dataset
+#   bash run.sh test    set up .venv, then run the test suite
+#   bash run.sh install only set up .venv
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV=${JMRN_VENV:-.venv}
+PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
+OPENPIFPAF=openpifpaf==0.13.11
+STAMP="$VENV/.jmrn-installed"
+
+install() {
+  if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
+    return 0
+  fi
+  if [ ! -x "$VENV/bin/python" ]; then
+    echo "creating $VENV with $PY"
+    "$PY" -m venv "$VENV"
+  fi
+  local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check)
+  "${pip[@]}" -q --upgrade pip setuptools wheel
+  # All pinned dependencies (torch 2.9.1 + torchvision 0.24.1 included) and this package.
+  "${pip[@]}" -q -e ".[test,openpifpaf]"
+  # openpifpaf has no cp311 wheel and pins torch 1.13.1: build its C++ extension against the
+  # torch installed above, without letting pip replace that torch (DESIGN.md §5).
+  if ! "$VENV/bin/python" -c "import openpifpaf" >/dev/null 2>&1; then
+    echo "building $OPENPIFPAF against the installed torch (about 2-3 minutes)"
+    "${pip[@]}" -q --no-cache-dir --no-build-isolation --no-deps "$OPENPIFPAF"
+  fi
+  "$VENV/bin/python" -c "import jmrn, openpifpaf, torch, torchvision, zarr, cv2; print('environment ok: torch', torch.__version__, 'openpifpaf', openpifpaf.__version__)"
+  touch "$STAMP"
+}
+
+case "${1:-}" in
+  install) install ;;
+  demo) install; "$VENV/bin/snakemake" --cores all all "${@:2}" ;;
+  test) install; "$VENV/bin/python" -m pytest "${@:2}" ;;
+  *) echo "usage: bash run.sh {demo|test|install} [extra args]" >&2; exit 2 ;;
+esac

@@ -1,0 +1,136 @@
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jmrn.augment import AugmentConfig, augment, joint_shifts, transform_maps
+from jmrn.losses import joint_contrastive_loss
+from jmrn.models import build_model
+from jmrn.pose.skeleton import GROUPS, JOINT_INDEX, flip_permutation
+
+
+@pytest.mark.parametrize("arch,opts", [
+    ("potion", {}), ("potion", {"extra_layers": 3}), ("jmrn", {}), ("jmrn", {"siamese": False}),
+    ("jmrn", {"reweight": False}), ("jmrn", {"hard_selector": True}),
+])
+def test_model_shapes(arch, opts):
+    torch.manual_seed(0)
+    model = build_model(arch, 18, 3, 7, width=0.125, **opts)
+    out = model(torch.rand(3, 18, 3, 32, 43))
+    assert out["logits"].shape == (3, 7)
+    if arch == "jmrn":
+        w = out["joint_weights"]
+        assert w.shape == (3, 18) and ((w >= 0) & (w <= 1)).all()
+        if opts.get("reweight") is False:
+            assert (w == 1).all()
+        if opts.get("hard_selector"):
+            assert set(w.unique().tolist()) <= {0.0, 1.0}
+        z = out["embeddings"]
+        torch.testing.assert_close(z.norm(dim=-1), torch.ones(3, 18))
+
+
+def test_paper_size_parameter_counts():
+    counts = {name: sum(p.numel() for p in build_model(*spec).parameters()) for name, spec in {
+        "potion": ("potion", 18, 3, 51), "jmrn": ("jmrn", 18, 3, 51)}.items()}
+    assert 4e6 < counts["potion"] < 5e6 and 7e6 < counts["jmrn"] < 9e6
+
+
+def test_siamese_extractor_shares_weights_across_joints():
+    torch.manual_seed(0)
+    model = build_model("jmrn", 4, 3, 5, width=0.125).eval()
+    x = torch.rand(2, 4, 3, 16, 16)
+    r = model.extractor(x)
+    for j in range(4):  # batched call == running the extractor on each joint alone
+        torch.testing.assert_close(r[:, j], model.extractor.net(x[:, j]), rtol=1e-5, atol=1e-6)
+
+
+def test_hard_selector_passes_gradients():
+    torch.manual_seed(0)
+    model = build_model("jmrn", 18, 3, 4, width=0.125, hard_selector=True)
+    model(torch.rand(4, 18, 3, 16, 16))["logits"].sum().backward()
+    assert model.selector.fc.weight.grad.abs().sum() > 0
+
+
+def contrastive_by_loops(z: torch.Tensor, y: list, tau: float) -> torch.Tensor:
+    """Direct transcription of eq. 2, summed over joints, averaged over anchors with positives."""
+    b, j, _ = z.shape
+    total = torch.zeros((), dtype=torch.float64)
+    for jj in range(j):
+        losses = []
+        for a in range(b):
+            pos = [p for p in range(b) if p != a and y[p] == y[a]]
+            if not pos:
+                continue
+            denom = sum(torch.exp(z[a, jj] @ z[k, jj] / tau) for k in range(b) if k != a)
+            losses.append(-sum(torch.log(torch.exp(z[a, jj] @ z[p, jj] / tau) / denom) for p in pos) / len(pos))
+        if losses:
+            total = total + sum(losses) / len(losses)
+    return total
+
+
+def test_contrastive_loss_matches_equation():
+    torch.manual_seed(0)
+    z = F.normalize(torch.randn(10, 3, 8, dtype=torch.float64), dim=-1)
+    y = [0, 1, 0, 2, 1, 3, 0, 2, 4, 1]  # 3 and 4 have no positive
+    got = joint_contrastive_loss(z, torch.tensor(y), 0.3)
+    torch.testing.assert_close(got, contrastive_by_loops(z, y, 0.3), rtol=1e-5, atol=1e-5)
+
+
+def test_contrastive_loss_without_positives_is_zero_not_nan():
+    z = F.normalize(torch.randn(4, 2, 5), dim=-1).requires_grad_()
+    loss = joint_contrastive_loss(z, torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert loss.item() == 0 and torch.isfinite(z.grad).all()
+
+
+def test_contrastive_multilabel_positives_share_any_label():
+    z = F.normalize(torch.randn(3, 1, 4, dtype=torch.float64), dim=-1)
+    multi = torch.tensor([[1, 1, 0], [0, 1, 0], [0, 0, 1]])
+    single = torch.tensor([0, 0, 1])  # same positive structure
+    torch.testing.assert_close(joint_contrastive_loss(z, multi), joint_contrastive_loss(z, single))
+
+
+def test_flip_twice_is_identity():
+    x = torch.rand(2, 18, 3, 8, 12)
+    no = torch.zeros(2, 18, 2)
+    flip = torch.tensor([True, True])
+    once = transform_maps(x, no, flip, torch.zeros(2))
+    assert not torch.allclose(once, x)
+    torch.testing.assert_close(transform_maps(once, no, flip, torch.zeros(2)), x, atol=1e-5, rtol=0)
+    perm = flip_permutation()
+    assert perm[JOINT_INDEX["left_wrist"]] == JOINT_INDEX["right_wrist"]
+    assert perm[JOINT_INDEX["nose"]] == JOINT_INDEX["nose"]
+
+
+def test_group_jitter_never_moves_the_torso_and_moves_groups_rigidly():
+    gen = torch.Generator().manual_seed(0)
+    shifts = joint_shifts(50, AugmentConfig(global_jitter=0, group_jitter=4, flip=False), gen)
+    torso = [JOINT_INDEX[n] for n in GROUPS["torso"]]
+    assert (shifts[:, torso] == 0).all()
+    arm = [JOINT_INDEX[n] for n in GROUPS["left_arm"]]
+    assert (shifts[:, arm] == shifts[:, arm[:1]]).all() and shifts[:, arm].abs().max() <= 4
+    assert shifts[:, arm].abs().max() > 0
+
+
+def test_global_jitter_moves_all_joints_alike():
+    gen = torch.Generator().manual_seed(1)
+    shifts = joint_shifts(20, AugmentConfig(global_jitter=7, group_jitter=0, flip=False), gen)
+    assert (shifts == shifts[:, :1]).all() and shifts.abs().max() <= 7
+
+
+def test_integer_shift_moves_content_by_that_many_pixels():
+    x = torch.zeros(1, 18, 1, 10, 10)
+    x[..., 4, 4] = 1
+    s = torch.zeros(1, 18, 2)
+    s[..., 0], s[..., 1] = 2, -1
+    out = transform_maps(x, s, torch.tensor([False]), torch.zeros(1))
+    assert out[0, 0, 0].argmax().item() == 3 * 10 + 6
+
+
+def test_augment_is_deterministic_given_the_generator():
+    x = torch.rand(3, 18, 3, 8, 12)
+    cfg = AugmentConfig(rotation=10)
+    a = augment(x, cfg, torch.Generator().manual_seed(5))
+    b = augment(x, cfg, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+    assert np.isfinite(a.numpy()).all()

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from jmrn.io import atomic_path
+from jmrn.store import HeatmapShard, PotionStore, write_heatmap_shard, write_potion_store
+
+
+def test_atomic_path_leaves_nothing_when_the_block_fails(tmp_path):
+    final = tmp_path / "out.zarr"
+    with pytest.raises(RuntimeError):
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
+            (tmp / "half-written").write_text("x")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_path_replaces_an_existing_directory(tmp_path):
+    final = tmp_path / "a.zarr"
+    final.mkdir()
+    (final / "old").write_text("old")
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+        (tmp / "new").write_text("new")
+    assert sorted(p.name for p in final.iterdir()) == ["new"]
+
+
+def test_heatmap_shard_roundtrip_with_odd_ids_and_growth(tmp_path):
+    rng = np.random.default_rng(0)
+    videos = {"Bob's #1 (take 2) & co": rng.integers(0, 255, (45, 18, 4, 5), dtype=np.uint8),
+              "Zoë": rng.integers(0, 255, (3, 18, 4, 5), dtype=np.uint8)}
+    path = tmp_path / "shard000.zarr"
+    with write_heatmap_shard(path, {"backend": "test", "height": 4, "width": 5,
+                                    "joints": list("x" * 18), "config_hash": "abc"}) as w:
+        for vid, h in videos.items():
+            # under-reported frame count (10): the array must grow to 45
+            w.add(vid, (h[i:i + 16] for i in range(0, len(h), 16)), 10, (18, 4, 5))
+        w.fail("broken.avi", "VideoError: no decodable frame")
+    shard = HeatmapShard(path)
+    assert shard.video_ids == list(videos)
+    assert shard.failed == [{"video_id": "broken.avi", "reason": "VideoError: no decodable frame"}]
+    for vid, h in videos.items():
+        assert shard.n_frames(vid) == len(h)
+        np.testing.assert_array_equal(shard.read(vid), h)
+        np.testing.assert_array_equal(np.concatenate(list(shard.iter_batches(vid, 7))), h)
+
+
+def test_failed_video_array_is_removed(tmp_path):
+    def broken():
+        yield np.zeros((2, 18, 4, 5), np.uint8)
+        raise OSError("truncated")
+
+    path = tmp_path / "s.zarr"
+    with write_heatmap_shard(path, {"backend": "t", "height": 4, "width": 5, "joints": [],
+                                    "config_hash": ""}) as w:
+        with pytest.raises(OSError):
+            w.add("v", broken(), 4, (18, 4, 5))
+        w.fail("v", "truncated")
+    shard = HeatmapShard(path)
+    assert len(shard) == 0 and list(shard.group.array_keys()) == []
+
+
+def test_potion_store_random_access(tmp_path):
+    rng = np.random.default_rng(1)
+    ids = ["c", "a", "b b", "ü"]
+    maps = [rng.random((18, 3, 4, 5)).astype(np.float32) for _ in ids]
+    write_potion_store(tmp_path / "p.zarr", ids, iter(maps), (18, 3, 4, 5), {"channels": 3})
+    store = PotionStore(tmp_path / "p.zarr")
+    assert store.video_ids == ids and store.shape == (18, 3, 4, 5)
+    assert store.attrs["channels"] == 3 and "jmrn_version" in store.attrs
+    got = store.load(["ü", "c"])
+    np.testing.assert_allclose(got, np.stack([maps[3], maps[0]]), atol=1e-3)  # float16 storage
+    with pytest.raises(KeyError, match="not in the PoTion store"):
+        store.load(["missing"])
+
+
+def test_potion_store_count_mismatch_leaves_nothing(tmp_path):
+    with pytest.raises(ValueError, match="expected 2"):
+        write_potion_store(tmp_path / "p.zarr", ["a", "b"], iter([np.zeros((1, 3, 2, 2))]),
+                           (1, 3, 2, 2), {})
+    assert not (tmp_path / "p.zarr").exists()

@@ -1,0 +1,120 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from jmrn.fusion import fit_scalar_weights, fuse
+from jmrn.metrics import average_precision, mean_average_precision, mean_class_accuracy, top_k_accuracy
+from jmrn.models import build_model
+from jmrn.train import fit, make_train_config, predict
+
+TRAIN = {"epochs": 4, "batch_size": 4, "lr": 1e-3, "patience": 2, "device": "cpu", "warmup_epochs": 1}
+VARIANT = {"arch": "jmrn", "model": {"width": 0.125},
+           "augment": {"global_jitter": 2, "group_jitter": 1, "flip": True}, "contrastive": True}
+
+
+def toy_data(n=14, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.rand(n, 18, 3, 12, 16, generator=g) * 0.1
+    x[torch.arange(n), y * 5, :, 4:8, 4:8] += 1.0  # class-specific joint lights up
+    return x, y
+
+
+def run(tmp_path, name, stop_after=None, resume_from=None):
+    x, y = toy_data()
+    torch.manual_seed(0)
+    model = build_model("jmrn", 18, 3, 3, width=0.125)
+    cfg = make_train_config(TRAIN, VARIANT, seed=0)
+    ckpt = resume_from or tmp_path / f"{name}.pt"
+    history = fit(model, x, y, cfg, ckpt, stop_after=stop_after)
+    return model, history, ckpt
+
+
+def test_training_is_deterministic(tmp_path):
+    m1, h1, _ = run(tmp_path, "a")
+    m2, h2, _ = run(tmp_path, "b")
+    assert [r["loss"] for r in h1] == [r["loss"] for r in h2]
+    for (k, v1), v2 in zip(m1.state_dict().items(), m2.state_dict().values()):
+        assert torch.equal(v1, v2), k
+
+
+def test_killed_run_resumes_to_the_same_result(tmp_path):
+    full, h_full, _ = run(tmp_path, "full")
+    _, h_part, ckpt = run(tmp_path, "part", stop_after=2)  # "killed" after 2 epochs
+    assert len(h_part) == 2
+    resumed, h_res, _ = run(tmp_path, "part", resume_from=ckpt)
+    assert [r["loss"] for r in h_res] == [r["loss"] for r in h_full]
+    for (k, v1), v2 in zip(full.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(v1, v2), k
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    _, _, ckpt = run(tmp_path, "x", stop_after=1)
+    x, y = toy_data()
+    model = build_model("jmrn", 18, 3, 3, width=0.125)
+    cfg = make_train_config({**TRAIN, "lr": 5e-4}, VARIANT, seed=0)
+    assert len(fit(model, x, y, cfg, ckpt)) == TRAIN["epochs"]
+
+
+def test_model_learns_the_toy_task(tmp_path):
+    x, y = toy_data(30)
+    torch.manual_seed(0)
+    model = build_model("potion", 18, 3, 3, width=0.125)
+    cfg = make_train_config({**TRAIN, "epochs": 15}, {"arch": "potion"}, seed=0)
+    fit(model, x, y, cfg, tmp_path / "c.pt")
+    logits = predict(model, x, 3)["logits"]
+    assert (logits.argmax(1) == y.numpy()).mean() > 0.9
+
+
+def test_fusion_gives_a_noisy_modality_a_small_weight():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 400)
+    good = np.eye(5)[y] * 3 + rng.normal(0, 1, (400, 5))
+    noisy = rng.normal(0, 3, (400, 5))
+    w = fit_scalar_weights(np.stack([good, noisy]), y)
+    assert w[0] > 5 * w[1] and (w > 0).all()
+
+
+def test_fuse_writes_outputs_and_beats_single_modalities_on_train(tmp_path):
+    rng = np.random.default_rng(1)
+    n, k = 120, 4
+    y = rng.integers(0, k, n)
+    paths = []
+    for m in range(2):
+        logits = np.eye(k)[y] * 1.5 + rng.normal(0, 1.5, (n, k))
+        t = pd.DataFrame(logits, columns=[f"c{i}" for i in range(k)])
+        t.insert(0, "label", y)
+        t.insert(0, "subset", np.where(np.arange(n) < 80, "train", "test"))
+        t.insert(0, "video_id", [f"v {i}" for i in range(n)])
+        paths.append(tmp_path / f"m{m}.csv")
+        t.sample(frac=1, random_state=m).to_csv(paths[-1], index=False)  # order must not matter
+    out = fuse(["a", "b"], [str(p) for p in paths], str(tmp_path / "w.json"),
+               str(tmp_path / "l.csv"), str(tmp_path / "m.json"))
+    assert out["train"]["learned_train_loss"] <= min(out["train"]["a_train_loss"],
+                                                     out["train"]["b_train_loss"]) + 1e-9
+    assert set(out["test"]) == {"a", "b", "average", "learned"}
+    assert len(pd.read_csv(tmp_path / "l.csv")) == n
+
+
+def test_fuse_refuses_mismatched_classes(tmp_path):
+    a = pd.DataFrame({"video_id": ["x"], "subset": ["train"], "label": [0], "c0": [1.0], "c1": [0.0]})
+    b = a.rename(columns={"c1": "other"})
+    a.to_csv(tmp_path / "a.csv", index=False)
+    b.to_csv(tmp_path / "b.csv", index=False)
+    with pytest.raises(ValueError, match="class columns differ"):
+        fuse(["a", "b"], [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")], str(tmp_path / "w"),
+             str(tmp_path / "l"), str(tmp_path / "m"))
+
+
+def test_metrics():
+    y = np.array([0, 0, 1, 1, 1, 2])
+    pred = np.array([0, 1, 1, 1, 1, 0])
+    assert mean_class_accuracy(y, pred) == pytest.approx((0.5 + 1 + 0) / 3)
+    scores = np.array([[.9, .1, 0], [.2, .7, .1], [.1, .3, .6]])
+    assert top_k_accuracy(np.array([0, 2, 1]), scores, 1) == pytest.approx(1 / 3)
+    assert top_k_accuracy(np.array([0, 2, 1]), scores, 2) == pytest.approx(2 / 3)
+    assert top_k_accuracy(np.array([0, 2, 1]), scores, 3) == pytest.approx(1.0)
+    assert average_precision(np.array([1, 0, 1]), np.array([.9, .8, .1])) == pytest.approx((1 + 2 / 3) / 2)
+    t = np.array([[1, 0], [0, 0], [1, 0]])
+    assert mean_average_precision(t, np.array([[.9, .1], [.8, .2], [.1, .3]])) == pytest.approx(5 / 6)
