@@ -1,0 +1,1 @@
+"""Pose backends, joint layouts and the pose-extraction stage."""
