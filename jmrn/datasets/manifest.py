@@ -15,14 +15,14 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from jmrn.datasets import hmdb51
+from jmrn.datasets import hmdb51, skeleton
 from jmrn.datasets.report import DatasetProblems
 from jmrn.io import LogWriter, atomic_path
 from jmrn.video import VideoError, probe
 
 log = logging.getLogger(__name__)
 
-ADAPTERS = ("demo", "hmdb51")
+ADAPTERS = ("demo", "hmdb51", "skeleton")
 
 
 def _probe_row(path: str) -> dict[str, Any]:
@@ -41,15 +41,21 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
     problems = DatasetProblems()
     if adapter in ("demo", "hmdb51"):
         rows = hmdb51.load(dataset["video_root"], dataset["split_dir"], splits, problems)
+    elif adapter == "skeleton":
+        rows = skeleton.load(dataset["annotation"], dataset["split_map"], splits,
+                             dataset.get("label_names"), problems)
     else:
         raise ValueError(f"unknown dataset adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
     problems.log()
     classes = sorted(rows["label_name"].unique())
     rows["label"] = rows["label_name"].map({c: i for i, c in enumerate(classes)})
-    with ThreadPoolExecutor(max(1, threads)) as pool:
-        probed = list(tqdm(pool.map(_probe_row, rows["path"]), total=len(rows), desc="probe",
-                           file=LogWriter(log), mininterval=5.0))
-    manifest = pd.concat([rows, pd.DataFrame(probed, index=rows.index)], axis=1)
+    if "status" in rows:  # the adapter already knows frames and sizes (keypoint files)
+        manifest = rows
+    else:
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            probed = list(tqdm(pool.map(_probe_row, rows["path"]), total=len(rows), desc="probe",
+                               file=LogWriter(log), mininterval=5.0))
+        manifest = pd.concat([rows, pd.DataFrame(probed, index=rows.index)], axis=1)
     columns = ["video_id", "path", "label", "label_name", *[f"split{k}" for k in splits],
                "frames", "fps", "width", "height", "status"]
     manifest = manifest[columns].sort_values("video_id", kind="stable").reset_index(drop=True)

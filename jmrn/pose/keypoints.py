@@ -74,10 +74,11 @@ def render_heatmaps(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
 
 
 class KeypointsBackend(PoseBackend):
-    """Renders heatmaps from keypoints stored beside the manifest row (``keypoint`` arrays).
+    """Renders heatmaps from keypoints instead of video frames.
 
-    The row carries ``keypoint`` (M x T x V x 2), ``keypoint_score`` (M x T x V) and
-    ``img_shape`` (h, w); dataset adapters that read keypoint files fill these in."""
+    A manifest row either carries the arrays itself (``keypoint`` M x T x V x 2,
+    ``keypoint_score`` M x T x V, ``img_shape`` (h, w)), or its ``path`` is an mmaction2
+    skeleton pickle holding an annotation whose ``frame_dir`` is the row's ``video_id``."""
 
     name = "keypoints"
 
@@ -92,6 +93,10 @@ class KeypointsBackend(PoseBackend):
         return {**super().attrs(), "sigma": self.sigma, "layout": self.layout}
 
     def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
+        if "keypoint" not in video:
+            from jmrn.datasets.skeleton import load_annotations
+
+            video = load_annotations(str(video["path"]))[str(video["video_id"])]
         kp, score = convert_layout(np.asarray(video["keypoint"], np.float32),
                                    np.asarray(video["keypoint_score"], np.float32), self.layout)
         src_hw = tuple(int(v) for v in video["img_shape"])
