@@ -18,6 +18,7 @@ ALLOWED_GLOBALS: frozenset[tuple[str, str]] = frozenset({
     ("numpy", "ndarray"), ("numpy", "dtype"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
     ("collections", "OrderedDict"), ("builtins", "slice"),
+    ("_codecs", "encode"),  # how protocol-2 pickles spell bytes
 })
 
 

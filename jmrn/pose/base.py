@@ -17,6 +17,7 @@ import numpy as np
 BACKENDS: dict[str, str] = {
     "markers": "jmrn.pose.markers:MarkersBackend",
     "keypoints": "jmrn.pose.keypoints:KeypointsBackend",
+    "openpifpaf": "jmrn.pose.openpifpaf_backend:OpenPifPafBackend",
 }
 
 
