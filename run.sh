@@ -30,8 +30,21 @@ install() {
     echo "building $OPENPIFPAF against the installed torch (about 2-3 minutes)"
     "${pip[@]}" -q --no-cache-dir --no-build-isolation --no-deps "$OPENPIFPAF"
   fi
+  link_slurm_profile
   "$VENV/bin/python" -c "import jmrn, openpifpaf, torch, torchvision, zarr, cv2; print('environment ok: torch', torch.__version__, 'openpifpaf', openpifpaf.__version__)"
   touch "$STAMP"
+}
+
+# `snakemake --profile slurm` looks profiles up by name in ~/.config/snakemake: link ours
+# there unless the user already has a profile of that name.
+link_slurm_profile() {
+  local dir="${XDG_CONFIG_HOME:-$HOME/.config}/snakemake"
+  if [ ! -e "$dir/slurm" ]; then
+    mkdir -p "$dir" && ln -s "$PWD/workflow/profiles/slurm" "$dir/slurm" \
+      && echo "linked $dir/slurm -> workflow/profiles/slurm"
+  elif [ "$(readlink -f "$dir/slurm")" != "$(readlink -f workflow/profiles/slurm)" ]; then
+    echo "note: $dir/slurm exists and is not this project's; use --profile workflow/profiles/slurm"
+  fi
 }
 
 case "${1:-}" in

@@ -19,10 +19,21 @@ def check_config(config: dict[str, Any]) -> None:
     for name in config["run_variants"]:
         if name not in variants:
             problems.append(f"run_variants names {name!r}, which is not under variants")
+    external = config.get("external_logits") or {}
+    for name in external:
+        if name in variants:
+            problems.append(f"external_logits {name!r} has the name of a variant")
+    for name, spec in external.items():
+        for subset in ("train", "test"):
+            if str(spec[subset]).endswith(".npy") and f"{subset}_ids" not in spec:
+                problems.append(f"external_logits {name!r}: a .npy {subset} file needs {subset}_ids")
     for fusion, members in (config.get("fusion") or {}).items():
         for name in members:
-            if name not in config["run_variants"]:
-                problems.append(f"fusion {fusion!r} uses {name!r}, which is not in run_variants")
+            if name not in config["run_variants"] and name not in external:
+                problems.append(f"fusion {fusion!r} uses {name!r}, which is neither in "
+                                "run_variants nor in external_logits")
+        if not any(name in config["run_variants"] for name in members):
+            problems.append(f"fusion {fusion!r} needs at least one of run_variants")
     focus = config["report"]["focus_variant"]
     if focus not in config["run_variants"]:
         problems.append(f"report.focus_variant {focus!r} is not in run_variants")

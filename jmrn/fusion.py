@@ -1,12 +1,17 @@
-"""Learned scalar late fusion (paper Tables 3-5): one positive weight per modality.
+"""Learned scalar late fusion (paper Tables 3-5) of our variants and external streams.
 
-Weights are fitted on the training videos' logits by minimising cross-entropy with the
-backbones frozen; plain averaging of softmax scores is reported beside it for comparison.
+Each modality contributes logits for the same videos and classes. One positive weight per
+modality (single-label) or per modality and class (multi-label) is fitted on the training
+videos' logits by minimising the task loss with the backbones frozen; plain averaging of the
+modalities' scores is reported beside it. External streams (RGB, flow, ...) come as a CSV
+(``video_id`` + one column per class) or a ``.npy`` matrix with a text file of ids, one pair
+per subset; ids and classes are checked against the reference modality.
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -21,18 +26,22 @@ log = logging.getLogger(__name__)
 META_COLUMNS = ("video_id", "subset", "label")
 
 
-def fit_scalar_weights(logits: np.ndarray, labels: np.ndarray, steps: int = 300,
-                       lr: float = 0.05) -> np.ndarray:
-    """Positive weights w (M,) minimising CE of sum_m w_m * logits[m] (logits: M x N x K)."""
+def fit_scalar_weights(logits: np.ndarray, labels: np.ndarray, multilabel: bool = False,
+                       steps: int = 300) -> np.ndarray:
+    """Positive weights for sum_m w_m * logits[m] (logits: M x N x K).
+
+    Single-label: M weights, softmax cross-entropy, ``labels`` = N class indices.
+    Multi-label: M x K weights (one per modality and class), BCE, ``labels`` = N x K multi-hot.
+    """
     z = torch.as_tensor(logits, dtype=torch.float64)
-    y = torch.as_tensor(labels, dtype=torch.int64)
-    raw = torch.zeros(z.shape[0], dtype=torch.float64, requires_grad=True)  # w = softplus(raw)
-    opt = torch.optim.LBFGS([raw], lr=lr, max_iter=steps, line_search_fn="strong_wolfe")
+    shape = (z.shape[0], z.shape[2]) if multilabel else (z.shape[0],)
+    raw = torch.zeros(shape, dtype=torch.float64, requires_grad=True)  # w = softplus(raw) > 0
+    target = torch.as_tensor(labels, dtype=torch.float64 if multilabel else torch.int64)
+    opt = torch.optim.LBFGS([raw], lr=0.05, max_iter=steps, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        fused = torch.einsum("m,mnk->nk", F.softplus(raw), z)
-        loss = F.cross_entropy(fused, y)
+        loss = task_loss(apply_weights(F.softplus(raw), z), target, multilabel)
         loss.backward()
         return loss
 
@@ -40,43 +49,116 @@ def fit_scalar_weights(logits: np.ndarray, labels: np.ndarray, steps: int = 300,
     return F.softplus(raw).detach().numpy()
 
 
-def load_modalities(paths: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """Align several logits.csv files on (video_id, subset); returns meta, M x N x K, classes."""
-    tables = [pd.read_csv(p, dtype={"video_id": str}, keep_default_na=False) for p in paths]
-    classes = [c for c in tables[0].columns if c not in META_COLUMNS]
-    base = tables[0][list(META_COLUMNS)]
+def apply_weights(weights: torch.Tensor | np.ndarray, logits: torch.Tensor | np.ndarray):
+    """sum over modalities of weight x logits; weights M (scalars) or M x K (per class)."""
+    if weights.ndim == 1:
+        return (weights[:, None, None] * logits).sum(0)
+    return (weights[:, None, :] * logits).sum(0)
+
+
+def task_loss(fused: torch.Tensor, target: torch.Tensor, multilabel: bool) -> torch.Tensor:
+    if multilabel:
+        return F.binary_cross_entropy_with_logits(fused, target)
+    return F.cross_entropy(fused, target)
+
+
+def read_logits_table(path: str) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False)
+
+
+def read_external(spec: Mapping[str, str], subset: str, split: int) -> pd.DataFrame:
+    """One subset of an external stream as a table (video_id + class columns)."""
+    path = Path(spec[subset].format(split=split))
+    if not path.is_file():
+        raise FileNotFoundError(f"external logits file {path} does not exist")
+    if path.suffix == ".npy":
+        ids_path = Path(spec[f"{subset}_ids"].format(split=split))
+        ids = [line.strip() for line in ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        values = np.load(path, allow_pickle=False)
+        if values.ndim != 2 or len(values) != len(ids):
+            raise ValueError(f"{path}: shape {values.shape} does not match {len(ids)} ids in {ids_path}")
+        classes = spec.get("classes")
+        table = pd.DataFrame(values, columns=classes if classes else None)
+        table.insert(0, "video_id", ids)
+        return table
+    return pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False)
+
+
+def checked_columns(table: pd.DataFrame, classes: list[str], name: str) -> pd.DataFrame:
+    """The table with its class columns named and ordered as ``classes``, or a clear error."""
+    other = [c for c in table.columns if c not in META_COLUMNS]
+    if other and all(isinstance(c, int) for c in other):  # .npy without class names: positional
+        if len(other) != len(classes):
+            raise ValueError(f"{name}: {len(other)} columns of logits but {len(classes)} classes")
+        table = table.rename(columns=dict(zip(other, classes)))
+        other = classes
+    missing_cls = [c for c in classes if c not in other]
+    extra_cls = [c for c in other if c not in classes]
+    if missing_cls or extra_cls:
+        raise ValueError(f"{name}: class columns differ from the dataset's — missing "
+                         f"{missing_cls[:5]}, unexpected {extra_cls[:5]}")
+    return table
+
+
+def align(reference: pd.DataFrame, table: pd.DataFrame, classes: list[str], name: str) -> np.ndarray:
+    """Logits of ``table`` in the reference's row and class order, with clear errors."""
+    table = checked_columns(table, classes, name)
+    if table["video_id"].duplicated().any():
+        dup = table.loc[table["video_id"].duplicated(), "video_id"].head(3).tolist()
+        raise ValueError(f"{name}: duplicate video ids, e.g. {dup}")
+    keys = ["video_id", "subset"] if "subset" in table else ["video_id"]
+    merged = reference[keys].merge(table[keys + classes], on=keys, how="left")
+    values = merged[classes].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
+    missing = merged.loc[np.isnan(values).all(axis=1), "video_id"].tolist()
+    if missing:
+        raise ValueError(f"{name}: no logits for {len(missing)} videos, e.g. {missing[:3]}")
+    bad = merged.loc[np.isnan(values).any(axis=1), "video_id"].tolist()
+    if bad:
+        raise ValueError(f"{name}: NaN or non-numeric logits for {len(bad)} videos, e.g. {bad[:3]}")
+    return values
+
+
+def load_modalities(names: Sequence[str], internal: Mapping[str, str],
+                    external: Mapping[str, Mapping[str, str]], split: int
+                    ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    """Reference rows (video_id, subset, label), logits M x N x K and class names."""
+    first = next((n for n in names if n in internal), None)
+    if first is None:
+        raise ValueError("a fusion needs at least one of our variants (it defines labels and subsets)")
+    ref_table = read_logits_table(internal[first])
+    classes = [c for c in ref_table.columns if c not in META_COLUMNS]
+    reference = ref_table[list(META_COLUMNS)].reset_index(drop=True)
     stacked = []
-    for path, t in zip(paths, tables):
-        other = [c for c in t.columns if c not in META_COLUMNS]
-        if other != classes:
-            raise ValueError(f"{path}: class columns differ from {paths[0]}")
-        merged = base.merge(t, on=["video_id", "subset"], how="left", suffixes=("", "_m"))
-        if merged[classes].isna().any().any():
-            missing = merged.loc[merged[classes].isna().any(axis=1), "video_id"].head(3).tolist()
-            raise ValueError(f"{path}: no logits for some videos, e.g. {missing}")
-        stacked.append(merged[classes].to_numpy(np.float64))
-    return base.reset_index(drop=True), np.stack(stacked), classes
+    for name in names:
+        if name in internal:
+            table = read_logits_table(internal[name])
+        else:
+            table = pd.concat([checked_columns(read_external(external[name], s, split), classes,
+                                               f"{name} ({s})").assign(subset=s)
+                               for s in ("train", "test")], ignore_index=True)
+        stacked.append(align(reference, table, classes, name))
+    return reference, np.stack(stacked), classes
 
 
-def fuse(names: Sequence[str], paths: Sequence[str], out_weights: str, out_logits: str,
-         out_metrics: str) -> dict:
+def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[str, Mapping[str, str]],
+         split: int, out_weights: str, out_logits: str, out_metrics: str) -> dict:
     """Fit fusion weights on the train rows and evaluate every combination on the test rows."""
-    meta, logits, classes = load_modalities(paths)
+    meta, logits, classes = load_modalities(names, internal, external, split)
     train = (meta["subset"] == "train").to_numpy()
     test = ~train
     y = meta["label"].to_numpy(np.int64)
     weights = fit_scalar_weights(logits[:, train], y[train])
-    fused = np.einsum("m,mnk->nk", weights, logits)
+    fused = apply_weights(weights, logits)
     probs = torch.softmax(torch.as_tensor(logits), dim=-1).numpy()
     rows = {name: classification_metrics(y[test], logits[m, test]) for m, name in enumerate(names)}
     rows["average"] = classification_metrics(y[test], probs[:, test].mean(axis=0))
     rows["learned"] = classification_metrics(y[test], fused[test])
-    train_fit = {
-        "learned_train_loss": float(F.cross_entropy(torch.as_tensor(fused[train]), torch.as_tensor(y[train]))),
-        **{f"{name}_train_loss": float(F.cross_entropy(torch.as_tensor(logits[m, train]),
-                                                        torch.as_tensor(y[train])))
-           for m, name in enumerate(names)},
-    }
+
+    def train_loss(z: np.ndarray) -> float:
+        return float(task_loss(torch.as_tensor(z[train]), torch.as_tensor(y[train]), False))
+
+    train_fit = {"learned_train_loss": train_loss(fused),
+                 **{f"{name}_train_loss": train_loss(logits[m]) for m, name in enumerate(names)}}
     write_json(out_weights, {"modalities": list(names), "weights": weights.tolist()})
     table = pd.DataFrame(fused, columns=classes)
     for i, col in enumerate(META_COLUMNS):

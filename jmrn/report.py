@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 
 from jmrn.io import atomic_path  # noqa: E402
 from jmrn.metrics import confusion_matrix  # noqa: E402
+from jmrn.store import PotionStore  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,25 @@ def summary_table(metrics_files: Sequence[str], dataset: str) -> pd.DataFrame:
 
 
 def fusion_table(fusion_files: Sequence[str], names: Sequence[str]) -> pd.DataFrame:
-    """Per fusion and split: each modality alone, the plain average and the learned fusion."""
+    """Per fusion and method (each modality alone, average, learned): accuracy per split and
+    the mean ± std over splits; learned weights are in each fusion's weights.json."""
     rows = []
     for name, path in zip(names, fusion_files):
         result = _read_json(path)
-        split = Path(path).parent.parent.parent.name
+        split = Path(path).parent.parent.parent.name  # .../split<k>/fusion/<name>/metrics.json
         for method, m in result["test"].items():
-            rows.append({"fusion": name, "split": split, "method": method,
-                         "mean class acc (%)": round(100 * m["mean_class_accuracy"], 2),
-                         "weight": round(result["weights"].get(method, float("nan")), 4)})
-    return pd.DataFrame(rows)
+            rows.append({"fusion": name, "method": method, "split": split,
+                         "acc": m["mean_class_accuracy"]})
+    if not rows:
+        return pd.DataFrame(columns=["fusion", "method"])
+    long = pd.DataFrame(rows)
+    wide = long.pivot_table(index=["fusion", "method"], columns="split", values="acc",
+                            aggfunc="first", sort=False)
+    table = wide.reset_index()[["fusion", "method"]]
+    for split in wide.columns:
+        table[f"{split} (%)"] = (wide[split].to_numpy(float) * 100).round(2)
+    table["mean ± std (%)"] = [mean_std(wide.iloc[i]) for i in range(len(wide))]
+    return table
 
 
 def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], out_png: str) -> None:
@@ -123,17 +133,73 @@ def plot_joint_weights(joint_weight_csv: str, classes: Sequence[str], out_png: s
     _save(fig, out_png)
 
 
+def plot_per_class_accuracy(logits_files: Sequence[str], labels: Sequence[str], out_png: str,
+                            title: str) -> None:
+    """Grouped bars: test accuracy of every class for each variant."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    classes: list[str] = []
+    for i, (path, label) in enumerate(zip(logits_files, labels)):
+        table = pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False)
+        test = table[table["subset"] == "test"]
+        classes = [c for c in table.columns if c not in ("video_id", "subset", "label")]
+        pred = test[classes].to_numpy(float).argmax(1)
+        y = test["label"].to_numpy(int)
+        acc = [np.mean(pred[y == k] == k) * 100 if (y == k).any() else np.nan for k in range(len(classes))]
+        width = 0.8 / max(len(labels), 1)
+        ax.bar(np.arange(len(classes)) + i * width, acc, width, label=label)
+    ax.set_xticks(np.arange(len(classes)) + 0.4 - 0.4 / max(len(labels), 1), classes, rotation=90,
+                  fontsize=7)
+    ax.set(ylabel="test accuracy (%)", ylim=(0, 100), title=title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
+def colorize_potion(u: np.ndarray) -> np.ndarray:
+    """RGB picture (H x W x 3) of a PoTion map (J x C x H x W): all joints, time as colour
+    (blue = start, green = middle, red = end for C = 3), brightness = heatmap mass."""
+    c = u.shape[1]
+    colours = plt.get_cmap("turbo")(np.linspace(0.1, 0.9, c))[:, :3]  # C x 3
+    img = np.einsum("jchw,ck->hwk", u.astype(np.float64), colours)
+    return np.clip(img / max(img.max(), 1e-9), 0, 1)
+
+
+def plot_potion_examples(potion_path: str, manifest: pd.DataFrame, channels: int, out_png: str,
+                         title: str) -> None:
+    """One PoTion map per class (the first usable video of each), time coloured."""
+    store = PotionStore(potion_path)
+    usable = manifest[manifest["video_id"].isin(store.index)].sort_values("video_id")
+    examples = usable.groupby("label", sort=True).head(1).sort_values("label")
+    n = len(examples)
+    cols = min(5, max(n, 1))
+    rows = max(1, int(np.ceil(n / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.2 * rows + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (_, row) in zip(axes.ravel(), examples.iterrows()):
+        ax.imshow(colorize_potion(store.get(row["video_id"])[:, :channels]))
+        ax.set_title(f"{row['label_name']}\n{row['video_id'][:28]}", fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, out_png)
+
+
 def _save(fig: plt.Figure, path: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
 
 
-def build_report(dataset: str, metrics: Sequence[str], histories: Sequence[str],
-                 history_labels: Sequence[str], fusion_metrics: Sequence[str],
-                 fusion_names: Sequence[str], confusion_logits: str, joint_weights: str,
-                 classes: Sequence[str], out: dict[str, str]) -> None:
+def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Sequence[str],
+                 histories: Sequence[str], history_labels: Sequence[str],
+                 first_split_logits: Sequence[str], fusion_metrics: Sequence[str],
+                 fusion_names: Sequence[str], focus_logits: str, joint_weights: str,
+                 out: dict[str, str]) -> None:
     """Snakemake entry: every table and plot of the report rule."""
+    from jmrn.datasets.manifest import class_names, read_manifest
+
+    manifest = read_manifest(manifest_csv)
+    classes = class_names(manifest)
     summary = summary_table(metrics, dataset)
     write_table(summary, out["summary_csv"], out["summary_md"], f"{dataset}: mean class accuracy")
     ablation = summary[["variant", "mean ± std (%)"]].copy()
@@ -142,9 +208,14 @@ def build_report(dataset: str, metrics: Sequence[str], histories: Sequence[str],
     write_table(ablation, out["ablation_csv"], out["ablation_md"],
                 f"{dataset}: ablation beside the paper's Table 1")
     write_table(fusion_table(fusion_metrics, fusion_names), out["fusion_csv"], out["fusion_md"],
-                f"{dataset}: late fusion (test set)")
+                f"{dataset}: late fusion, mean class accuracy on the test set")
     plot_learning_curves(histories, history_labels, out["learning_curves"])
-    plot_confusion(confusion_logits, out["confusion"], f"{dataset}: confusion (split 1)")
+    plot_confusion(focus_logits, out["confusion"], f"{dataset}: confusion (first split)")
     plot_joint_weights(joint_weights, classes, out["joint_weights"],
-                       f"{dataset}: mean joint weights per class (split 1)")
+                       f"{dataset}: mean joint weights per class (first split)")
+    plot_per_class_accuracy(first_split_logits, history_labels, out["per_class_accuracy"],
+                            f"{dataset}: per-class test accuracy (first split)")
+    channels = int(PotionStore(potion_path).attrs.get("channels", 3))
+    plot_potion_examples(potion_path, manifest, channels, out["potion_examples"],
+                         f"{dataset}: PoTion maps, one video per class (blue → red = time)")
     log.info("report written:\n%s", summary.to_markdown(index=False))

@@ -61,18 +61,18 @@ def export(smk: Any) -> None:
 def fusion(smk: Any) -> None:
     from jmrn.fusion import fuse
 
-    fuse(smk.params.modalities, list(smk.input.logits), smk.output.weights, smk.output.logits,
-         smk.output.metrics)
+    internal = dict(zip(smk.params.variants, smk.input.variant_logits))
+    fuse(smk.params.modalities, internal, dict(smk.params.external), int(smk.wildcards.split),
+         smk.output.weights, smk.output.logits, smk.output.metrics)
 
 
 def report(smk: Any) -> None:
-    from jmrn.datasets.manifest import class_names, read_manifest
     from jmrn.report import build_report
 
-    build_report(smk.params.dataset, list(smk.input.metrics), list(smk.input.histories),
-                 smk.params.history_labels, list(smk.input.fusion), smk.params.fusion_names,
-                 smk.input.confusion_logits, smk.input.joint_weights,
-                 class_names(read_manifest(smk.input.manifest)), dict(smk.output.items()))
+    build_report(smk.params.dataset, smk.input.manifest, smk.input.potion, list(smk.input.metrics),
+                 list(smk.input.histories), smk.params.history_labels,
+                 list(smk.input.first_split_logits), list(smk.input.fusion), smk.params.fusion_names,
+                 smk.input.focus_logits, smk.input.joint_weights, dict(smk.output.items()))
 
 
 STAGES: dict[str, Callable[[Any], None]] = {

@@ -87,7 +87,7 @@ def load_split(potion_path: str | os.PathLike, manifest_csv: str | os.PathLike, 
     rows = rows[rows["video_id"].isin(store.index)]
     ids = rows["video_id"].tolist()
     x = torch.from_numpy(store.load(ids))
-    y = torch.from_numpy(rows["label"].to_numpy(dtype=np.int64))
+    y = torch.tensor(rows["label"].to_numpy(dtype=np.int64))
     return ids, x, y, class_names(manifest)
 
 

@@ -32,5 +32,26 @@ def manifest_inputs(wildcards):
     return {}
 
 
-def fusion_logits(wildcards):
-    return [f"{variant_dir(wildcards.split, m)}/logits.csv" for m in FUSIONS[wildcards.fusion]]
+EXTERNAL = dict(config.get("external_logits", {}))
+
+
+def fusion_variants(wildcards):
+    return [m for m in FUSIONS[wildcards.fusion] if m not in EXTERNAL]
+
+
+def fusion_inputs(wildcards):
+    """Our variants' logits and the external streams' files (so edits to them rerun fusion)."""
+    files = {
+        "variant_logits": [
+            f"{variant_dir(wildcards.split, m)}/logits.csv" for m in fusion_variants(wildcards)
+        ],
+        "external": [],
+    }
+    for name in FUSIONS[wildcards.fusion]:
+        if name in EXTERNAL:
+            files["external"] += [
+                v.format(split=wildcards.split)
+                for k, v in EXTERNAL[name].items()
+                if k in ("train", "test", "train_ids", "test_ids")
+            ]
+    return files

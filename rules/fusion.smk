@@ -1,6 +1,6 @@
 rule fusion:
     input:
-        logits=fusion_logits,
+        unpack(fusion_inputs),
     output:
         weights="results/{dataset}/split{split}/fusion/{fusion}/weights.json",
         logits="results/{dataset}/split{split}/fusion/{fusion}/logits.csv",
@@ -12,6 +12,8 @@ rule fusion:
     params:
         stage="fusion",
         modalities=lambda wc: FUSIONS[wc.fusion],
+        variants=fusion_variants,
+        external=lambda wc: {m: EXTERNAL[m] for m in FUSIONS[wc.fusion] if m in EXTERNAL},
     threads: 1
     resources:
         mem_mb=2000,

@@ -9,6 +9,8 @@ REPORT_OUTPUTS = {
     "learning_curves": f"results/plots/{DATASET}_learning_curves.png",
     "confusion": f"results/plots/{DATASET}_confusion.png",
     "joint_weights": f"results/plots/{DATASET}_joint_weights.png",
+    "per_class_accuracy": f"results/plots/{DATASET}_per_class_accuracy.png",
+    "potion_examples": f"results/plots/{DATASET}_potion_examples.png",
 }
 FIRST_SPLIT = SPLITS[0]
 FOCUS = config["report"]["focus_variant"]
@@ -35,7 +37,14 @@ rule report:
             split=SPLITS,
             fusion=list(FUSIONS),
         ),
-        confusion_logits=f"{variant_dir(FIRST_SPLIT, FOCUS)}/logits.csv",
+        first_split_logits=expand(
+            "results/{dataset}/split{split}/{variant}/logits.csv",
+            dataset=DATASET,
+            split=FIRST_SPLIT,
+            variant=VARIANTS,
+        ),
+        potion=f"results/{DATASET}/potion.zarr",
+        focus_logits=f"{variant_dir(FIRST_SPLIT, FOCUS)}/logits.csv",
         joint_weights=f"{variant_dir(FIRST_SPLIT, FOCUS)}/joint_weights.csv",
     output:
         summary_md=report(REPORT_OUTPUTS["summary_md"], caption="../workflow/report/summary.rst", category=REPORT_CATEGORY),
@@ -47,6 +56,8 @@ rule report:
         learning_curves=report(REPORT_OUTPUTS["learning_curves"], caption="../workflow/report/learning_curves.rst", category=REPORT_CATEGORY),
         confusion=report(REPORT_OUTPUTS["confusion"], caption="../workflow/report/confusion.rst", category=REPORT_CATEGORY),
         joint_weights=report(REPORT_OUTPUTS["joint_weights"], caption="../workflow/report/joint_weights.rst", category=REPORT_CATEGORY),
+        per_class_accuracy=report(REPORT_OUTPUTS["per_class_accuracy"], caption="../workflow/report/per_class_accuracy.rst", category=REPORT_CATEGORY),
+        potion_examples=report(REPORT_OUTPUTS["potion_examples"], caption="../workflow/report/potion_examples.rst", category=REPORT_CATEGORY),
     log:
         f"results/{DATASET}/logs/report.log",
     benchmark:

@@ -74,9 +74,18 @@ def test_every_declared_output_is_well_formed(finished_run: Path):
         assert set(fusion["test"]) == {"potion", "jmrn", "average", "learned"}
     summary = (res / "tables" / "summary.md").read_text()
     assert "potion" in summary and "jmrn" in summary and "±" in summary
-    for png in ("learning_curves", "confusion", "joint_weights"):
+    for png in ("learning_curves", "confusion", "joint_weights", "per_class_accuracy",
+                "potion_examples"):
         assert (res / "plots" / f"demo_{png}.png").read_bytes()[:4] == b"\x89PNG"
     assert "jmrn.train" in (res / "demo" / "logs" / "train" / "split1_jmrn.log").read_text()
+
+
+def test_snakemake_report_bundles_tables_and_plots(finished_run: Path):
+    snakemake(finished_run, "--report", "report.html")
+    html = (finished_run / "report.html").read_text(encoding="utf-8", errors="replace")
+    assert len(html) > 10_000
+    for name in ("summary.md", "demo_fusion.md", "demo_confusion.png", "demo_potion_examples.png"):
+        assert name in html
 
 
 def test_second_run_does_nothing(finished_run: Path):

@@ -76,35 +76,88 @@ def test_fusion_gives_a_noisy_modality_a_small_weight():
     assert w[0] > 5 * w[1] and (w > 0).all()
 
 
+def write_modality(path, y, subsets, rng, strength=1.5, k=4, seed=0):
+    logits = np.eye(k)[y] * strength + rng.normal(0, 1.5, (len(y), k))
+    t = pd.DataFrame(logits, columns=[f"c{i}" for i in range(k)])
+    t.insert(0, "label", y)
+    t.insert(0, "subset", subsets)
+    t.insert(0, "video_id", [f"v {i}" for i in range(len(y))])
+    t.sample(frac=1, random_state=seed).to_csv(path, index=False)  # row order must not matter
+    return t
+
+
 def test_fuse_writes_outputs_and_beats_single_modalities_on_train(tmp_path):
     rng = np.random.default_rng(1)
-    n, k = 120, 4
-    y = rng.integers(0, k, n)
-    paths = []
+    n = 120
+    y = rng.integers(0, 4, n)
+    subsets = np.where(np.arange(n) < 80, "train", "test")
     for m in range(2):
-        logits = np.eye(k)[y] * 1.5 + rng.normal(0, 1.5, (n, k))
-        t = pd.DataFrame(logits, columns=[f"c{i}" for i in range(k)])
-        t.insert(0, "label", y)
-        t.insert(0, "subset", np.where(np.arange(n) < 80, "train", "test"))
-        t.insert(0, "video_id", [f"v {i}" for i in range(n)])
-        paths.append(tmp_path / f"m{m}.csv")
-        t.sample(frac=1, random_state=m).to_csv(paths[-1], index=False)  # order must not matter
-    out = fuse(["a", "b"], [str(p) for p in paths], str(tmp_path / "w.json"),
-               str(tmp_path / "l.csv"), str(tmp_path / "m.json"))
+        write_modality(tmp_path / f"m{m}.csv", y, subsets, rng, seed=m)
+    out = fuse(["a", "b"], {"a": str(tmp_path / "m0.csv"), "b": str(tmp_path / "m1.csv")}, {}, 1,
+               str(tmp_path / "w.json"), str(tmp_path / "l.csv"), str(tmp_path / "m.json"))
     assert out["train"]["learned_train_loss"] <= min(out["train"]["a_train_loss"],
                                                      out["train"]["b_train_loss"]) + 1e-9
     assert set(out["test"]) == {"a", "b", "average", "learned"}
     assert len(pd.read_csv(tmp_path / "l.csv")) == n
 
 
-def test_fuse_refuses_mismatched_classes(tmp_path):
-    a = pd.DataFrame({"video_id": ["x"], "subset": ["train"], "label": [0], "c0": [1.0], "c1": [0.0]})
-    b = a.rename(columns={"c1": "other"})
-    a.to_csv(tmp_path / "a.csv", index=False)
-    b.to_csv(tmp_path / "b.csv", index=False)
-    with pytest.raises(ValueError, match="class columns differ"):
-        fuse(["a", "b"], [str(tmp_path / "a.csv"), str(tmp_path / "b.csv")], str(tmp_path / "w"),
+def external_setup(tmp_path):
+    rng = np.random.default_rng(2)
+    n = 60
+    y = rng.integers(0, 4, n)
+    subsets = np.where(np.arange(n) < 40, "train", "test")
+    ours = write_modality(tmp_path / "ours.csv", y, subsets, rng)
+    rgb = write_modality(tmp_path / "rgb.csv", y, subsets, rng, strength=3.0, seed=5)
+    return ours, rgb
+
+
+def test_external_csv_and_npy_streams(tmp_path):
+    _, rgb = external_setup(tmp_path)
+    for subset in ("train", "test"):
+        part = rgb[rgb["subset"] == subset].drop(columns=["subset", "label"])
+        part.sample(frac=1, random_state=1).to_csv(tmp_path / f"rgb_{subset}_split1.csv", index=False)
+        np.save(tmp_path / f"flow_{subset}.npy", part[[f"c{i}" for i in range(4)]].to_numpy())
+        (tmp_path / f"flow_{subset}.txt").write_text("\n".join(part["video_id"]) + "\n")
+    external = {
+        "rgb": {"train": str(tmp_path / "rgb_train_split{split}.csv"),
+                "test": str(tmp_path / "rgb_test_split{split}.csv")},
+        "flow": {"train": str(tmp_path / "flow_train.npy"), "train_ids": str(tmp_path / "flow_train.txt"),
+                 "test": str(tmp_path / "flow_test.npy"), "test_ids": str(tmp_path / "flow_test.txt")},
+    }
+    out = fuse(["ours", "rgb", "flow"], {"ours": str(tmp_path / "ours.csv")}, external, 1,
+               str(tmp_path / "w.json"), str(tmp_path / "l.csv"), str(tmp_path / "m.json"))
+    assert out["test"]["rgb"] == out["test"]["flow"]  # same numbers, two file formats
+    assert out["weights"]["rgb"] + out["weights"]["flow"] > out["weights"]["ours"]
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda t: t.iloc[1:], "no logits for 1 videos"),
+    (lambda t: t.rename(columns={"c3": "c9"}), r"missing \['c3'\], unexpected \['c9'\]"),
+    (lambda t: t.assign(c0=np.where(np.arange(len(t)) == 2, np.nan, t["c0"])), "NaN or non-numeric"),
+    (lambda t: pd.concat([t, t.iloc[:1]]), "duplicate video ids"),
+])
+def test_external_stream_errors_are_clear(tmp_path, damage, message):
+    _, rgb = external_setup(tmp_path)
+    for subset in ("train", "test"):
+        part = rgb[rgb["subset"] == subset].drop(columns=["subset", "label"])
+        (damage(part) if subset == "train" else part).to_csv(tmp_path / f"x_{subset}.csv", index=False)
+    external = {"x": {"train": str(tmp_path / "x_train.csv"), "test": str(tmp_path / "x_test.csv")}}
+    with pytest.raises(ValueError, match=message):
+        fuse(["ours", "x"], {"ours": str(tmp_path / "ours.csv")}, external, 1, str(tmp_path / "w"),
              str(tmp_path / "l"), str(tmp_path / "m"))
+
+
+def test_multilabel_fusion_learns_per_class_weights():
+    rng = np.random.default_rng(3)
+    n, k = 600, 3
+    targets = (rng.random((n, k)) < 0.3).astype(float)
+    a = targets * 4 - 2 + rng.normal(0, 1, (n, k))
+    b = a.copy()
+    a[:, 2] = rng.normal(0, 2, n)  # modality a knows nothing about class 2
+    b[:, 0] = rng.normal(0, 2, n)  # modality b knows nothing about class 0
+    w = fit_scalar_weights(np.stack([a, b]), targets, multilabel=True)
+    assert w.shape == (2, 3)
+    assert w[0, 0] > 3 * w[1, 0] and w[1, 2] > 3 * w[0, 2]
 
 
 def test_metrics():

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Start a one-node SLURM cluster on this machine (Debian, root) for the `slurm` tests.
+# Installs slurmctld/slurmd/munge if missing, writes a one-node config with 2 fake GPUs,
+# starts the daemons it needs and waits until the node is idle. Records what it started in
+# $JMRN_SLURM_STATE so that stop-local-slurm.sh stops only that. Safe to run twice.
+set -euo pipefail
+STATE=${JMRN_SLURM_STATE:-/tmp/jmrn-slurm}
+mkdir -p "$STATE"
+
+if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
+  echo "installing slurm and munge (apt)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null
+fi
+
+# munge: authentication between the SLURM daemons and clients.
+mkdir -p /etc/munge /run/munge /var/lib/munge /var/log/munge
+if [ ! -s /etc/munge/munge.key ]; then
+  mungekey --create --keyfile /etc/munge/munge.key 2>/dev/null \
+    || dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=1024 status=none
+fi
+chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge
+chmod 0700 /etc/munge /var/lib/munge /var/log/munge
+chmod 0400 /etc/munge/munge.key
+chmod 0755 /run/munge
+if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
+  su -s /bin/sh munge -c "/usr/sbin/munged --pid-file=/run/munge/munged.pid"
+  echo /run/munge/munged.pid >> "$STATE/pidfiles"
+  for _ in $(seq 50); do munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+# One node: this host, its CPUs and memory as slurmd sees them, 2 fake GPUs so GPU rules schedule.
+HOST=$(hostname -s)
+NODE=$(slurmd -C | head -n 1 | sed -e 's/UpTime=.*//')
+mkdir -p /etc/slurm /run/slurm /var/lib/slurm/slurmd /var/lib/slurm/slurmctld /var/lib/slurm/fakegpu /var/log/slurm
+for i in 0 1; do [ -e "/var/lib/slurm/fakegpu/nvidia$i" ] || mknod "/var/lib/slurm/fakegpu/nvidia$i" c 1 3; done
+if [ ! -f /etc/slurm/slurm.conf ] || grep -q "^# written by jmrn" /etc/slurm/slurm.conf; then
+  cat > /etc/slurm/slurm.conf <<CONF
+# written by jmrn tests/slurm/start-local-slurm.sh
+ClusterName=jmrn-test
+SlurmctldHost=${HOST}(127.0.0.1)
+SlurmUser=root
+AuthType=auth/munge
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+MinJobAge=300
+ReturnToService=2
+MailProg=/bin/true
+SlurmctldPidFile=/run/slurm/slurmctld.pid
+SlurmdPidFile=/run/slurm/slurmd.pid
+SlurmdSpoolDir=/var/lib/slurm/slurmd
+StateSaveLocation=/var/lib/slurm/slurmctld
+SlurmctldLogFile=/var/log/slurm/slurmctld.log
+SlurmdLogFile=/var/log/slurm/slurmd.log
+GresTypes=gpu
+${NODE} NodeAddr=127.0.0.1 Gres=gpu:fake:2 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+  cat > /etc/slurm/gres.conf <<CONF
+AutoDetect=off
+Name=gpu Type=fake File=/var/lib/slurm/fakegpu/nvidia[0-1]
+CONF
+fi
+
+if ! scontrol ping 2>/dev/null | grep -q "is UP"; then
+  slurmctld
+  echo /run/slurm/slurmctld.pid >> "$STATE/pidfiles"
+fi
+if ! pgrep -x slurmd >/dev/null; then
+  slurmd
+  echo /run/slurm/slurmd.pid >> "$STATE/pidfiles"
+fi
+for _ in $(seq 100); do
+  if sinfo -h -o "%t" 2>/dev/null | grep -qE "^idle"; then
+    echo "local SLURM is up: $(sinfo -h -o '%N %c CPUs %m MB %G %t')"
+    exit 0
+  fi
+  scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
+  sleep 0.2
+done
+echo "SLURM node did not become idle; see /var/log/slurm/" >&2
+sinfo >&2 || true
+exit 1
