@@ -35,8 +35,11 @@ def pose(smk: Any) -> None:
 
 
 def potion(smk: Any) -> None:
+    import torch
+
     from jmrn.aggregate import build_potion_store
 
+    torch.set_num_threads(max(1, smk.threads))
     build_potion_store(smk.input.manifest, list(smk.input.shards), dict(smk.params.potion),
                        smk.output.potion, smk.output.failed)
 

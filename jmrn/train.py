@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,6 @@ class TrainConfig:
     temperature: float = 0.3
     warmup_epochs: int = 50
     multilabel: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def make_train_config(train: dict[str, Any], variant: dict[str, Any], seed: int) -> TrainConfig:

@@ -76,3 +76,14 @@ def test_unknown_split_name_is_a_clear_error(tmp_path):
                "split_map": {"1": {"train": "xsub_train", "test": "val"}}}
     with pytest.raises(ValueError, match="'xsub_train' is not in"):
         build_manifest(dataset, tmp_path / "m.csv")
+
+
+SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "utd_mhad_2d.pkl"
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data/utd_mhad_2d.pkl not present")
+def test_real_utd_mhad_file_loads_safely():
+    data = safe_load(SHARED)
+    assert {k: len(v) for k, v in data["split"].items()} == {"xsub_train": 431, "xsub_val": 430}
+    first = data["annotations"][0]
+    assert first["keypoint"].shape[-2:] == (17, 2) and first["keypoint"].dtype == np.float32

@@ -1,8 +1,8 @@
 """``markers`` backend: heatmaps from marker-based captures where each joint has its own colour.
 
 Every pixel whose colour is saturated and bright enough is assigned to the joint with the
-nearest marker hue; each joint's mask is area-resampled to the output size (so a marker's
-heatmap mass sits where the marker is) and scaled to peak 1. A joint covering fewer than
+nearest marker hue; each joint's pixels are counted per output cell (box resampling, so a
+marker's heatmap mass sits where the marker is) and the map is scaled to peak 1. A joint covering fewer than
 ``min_pixels`` pixels in a frame is treated as missing (a stray compression artefact).
 """
 from __future__ import annotations

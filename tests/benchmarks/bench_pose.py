@@ -75,8 +75,9 @@ def main() -> None:
         ffmpeg = shutil.which("ffmpeg")
         t_ff = (timed(lambda: subprocess.run([ffmpeg, "-v", "error", "-i", str(video), "-f", "null", "-"],
                                              check=True)) if ffmpeg else float("nan"))
+        long_edge = max(probe(video).width, probe(video).height)  # same input size for both
         backend = OpenPifPafBackend(64, 86, batch_size=args.batch, checkpoint=str(checkpoint),
-                                    device=args.device)
+                                    device=args.device, long_edge=long_edge)
 
         def ours() -> None:
             with write_heatmap_shard(work / "shard.zarr", {"backend": "openpifpaf"}) as w:
@@ -86,7 +87,8 @@ def main() -> None:
         t_ours = timed(ours)
         env = {**os.environ, "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
         cmd = [sys.executable, "-m", "openpifpaf.video", "--source", str(video), "--checkpoint",
-               str(checkpoint), "--json-output", str(work / "out.json"), "--batch-size", str(args.batch)]
+               str(checkpoint), "--json-output", str(work / "out.json"), "--batch-size", str(args.batch),
+               "--long-edge", str(long_edge)]
         if args.device == "cpu":
             cmd.append("--disable-cuda")
         t0 = time.perf_counter()
