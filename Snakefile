@@ -2,7 +2,7 @@
 # Run `snakemake --cores all all`; another dataset: `--configfile config/<dataset>.yaml`.
 from snakemake.utils import min_version, validate
 
-from jmrn.config import check_config
+from jmrn.config import check_config, train_settings
 
 min_version("9.0")
 

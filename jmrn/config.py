@@ -42,3 +42,16 @@ def check_config(config: dict[str, Any]) -> None:
         problems.append("demo.min_frames is larger than demo.max_frames")
     if problems:
         raise ValueError("; ".join(problems))
+
+
+CONTRASTIVE_KEYS = ("contrastive_weight", "temperature", "warmup_epochs")
+
+
+def train_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
+    """The training settings that affect one variant: contrastive-loss keys only for variants
+    that use it, so tuning them does not invalidate (and retrain) the other variants."""
+    settings = dict(config["train"])
+    if not config["variants"][variant].get("contrastive", False):
+        for key in CONTRASTIVE_KEYS:
+            settings.pop(key, None)
+    return settings

@@ -12,7 +12,7 @@ rule train:
     params:
         stage="train",
         variant=lambda wc: config["variants"][wc.variant],
-        train=config["train"],
+        train=lambda wc: train_settings(config, wc.variant),
         seed=config["seed"],
     threads: config["train"]["threads"]
     resources:

@@ -68,3 +68,21 @@ def test_shards_are_stable_and_spread():
     shards = [shard_of(v, 8) for v in ids]
     assert shards == [shard_of(v, 8) for v in ids]
     assert min(pd.Series(shards).value_counts()) > 25
+
+
+def test_pose_stage_records_a_video_that_breaks_after_the_manifest(tiny_demo, tmp_path):
+    from jmrn.pose.extract import extract_shard
+    from jmrn.store import HeatmapShard
+
+    root = copy_demo(tiny_demo, tmp_path)
+    build_manifest(dataset_cfg(root), tmp_path / "m.csv")
+    victim = sorted((root / "videos" / "jump").iterdir())[0]
+    victim.write_bytes(b"\x00" * 100)  # probed fine, unreadable when the pose job runs
+    pose = {"backend": "markers", "height": 8, "width": 11, "on_bad_video": "skip"}
+    stats = extract_shard(tmp_path / "m.csv", 0, 1, pose, tmp_path / "s.zarr")
+    shard = HeatmapShard(tmp_path / "s.zarr")
+    assert stats == {"videos": 23, "frames": stats["frames"], "failed": 1}
+    assert shard.failed[0]["video_id"] == victim.stem and "VideoError" in shard.failed[0]["reason"]
+    with pytest.raises(RuntimeError, match="pose extraction failed for .*jump"):
+        extract_shard(tmp_path / "m.csv", 0, 1, {**pose, "on_bad_video": "fail"}, tmp_path / "t.zarr")
+    assert not (tmp_path / "t.zarr").exists()  # nothing half-written left behind
