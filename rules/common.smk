@@ -12,7 +12,7 @@ STAGE_SCRIPT = "../workflow/scripts/run_stage.py"
 
 wildcard_constraints:
     dataset=re.escape(DATASET),
-    shard=r"shard\d{3}",
+    shard=r"shard\d{3,4}",
     split=r"\d+",
     variant="|".join(re.escape(v) for v in config["variants"]),
     fusion="|".join(re.escape(f) for f in FUSIONS) or "(?!)",

@@ -101,7 +101,3 @@ def shard_of(video_id: str, n_shards: int) -> int:
     """Stable shard index of a video (crc32 of its id): known without reading the manifest."""
     return zlib.crc32(video_id.encode("utf-8")) % n_shards
 
-
-def shard_name(index: int) -> str:
-    return f"shard{index:03d}"
-
