@@ -116,7 +116,3 @@ def iter_frame_batches(path: str | os.PathLike, batch: int = 16, prefetch: int =
     if n == 0:
         raise VideoError("no decodable frame")
 
-
-def resized_size(height: int, width: int, target_height: int) -> tuple[int, int]:
-    """(height, width) scaled to ``target_height`` keeping the aspect ratio."""
-    return target_height, max(1, int(round(width * target_height / height)))
