@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from jmrn.datasets import demo
-from jmrn.pose.markers import MarkersBackend, letterbox_geometry
+from jmrn.pose.base import letterbox_geometry
+from jmrn.pose.markers import MarkersBackend
 from jmrn.pose.skeleton import NUM_JOINTS
 from jmrn.video import VideoError, iter_frame_batches, probe
 

@@ -52,3 +52,10 @@ def make_backend(name: str, height: int, width: int, options: Mapping[str, Any] 
 def to_uint8(maps: np.ndarray) -> np.ndarray:
     """Float heatmaps in [0, 1] to the stored uint8 scale (rounded, clipped)."""
     return np.clip(np.rint(maps * 255.0), 0, 255).astype(np.uint8)
+
+
+def letterbox_geometry(src_h: int, src_w: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
+    """Size (h, w) of the aspect-preserving resize and its (top, left) offset in the output."""
+    scale = min(out_h / src_h, out_w / src_w)
+    h, w = min(out_h, max(1, round(src_h * scale))), min(out_w, max(1, round(src_w * scale)))
+    return h, w, (out_h - h) // 2, (out_w - w) // 2

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from jmrn.pose.base import PoseBackend, to_uint8
+from jmrn.pose.base import PoseBackend, letterbox_geometry, to_uint8
 from jmrn.pose.skeleton import NUM_JOINTS
 from jmrn.video import iter_frame_batches
 
@@ -26,13 +26,6 @@ def hue_lookup(marker_hues: np.ndarray) -> np.ndarray:
     d = np.abs(hues - marker_hues[None, :].astype(int))
     d = np.minimum(d, HUE_RANGE - d)
     return d.argmin(axis=1).astype(np.int16)
-
-
-def letterbox_geometry(src_h: int, src_w: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
-    """Size (h, w) of the aspect-preserving resize and its (top, left) offset in the output."""
-    scale = min(out_h / src_h, out_w / src_w)
-    h, w = min(out_h, max(1, round(src_h * scale))), min(out_w, max(1, round(src_w * scale)))
-    return h, w, (out_h - h) // 2, (out_w - w) // 2
 
 
 class MarkersBackend(PoseBackend):

@@ -22,8 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from jmrn.pose.base import PoseBackend, to_uint8
-from jmrn.pose.markers import letterbox_geometry
+from jmrn.pose.base import PoseBackend, letterbox_geometry, to_uint8
 from jmrn.pose.skeleton import COCO17, JOINTS
 from jmrn.video import iter_frame_batches
 
