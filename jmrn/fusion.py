@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from jmrn.io import atomic_path, write_json
+from jmrn.io import atomic_path, read_video_table, write_json
 from jmrn.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,6 @@ def task_loss(fused: torch.Tensor, target: torch.Tensor, multilabel: bool) -> to
     return F.cross_entropy(fused, target)
 
 
-def read_logits_table(path: str) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False)
-
-
 def read_external(spec: Mapping[str, str], subset: str, split: int) -> pd.DataFrame:
     """One subset of an external stream as a table (video_id + class columns)."""
     path = Path(spec[subset].format(split=split))
@@ -81,7 +77,7 @@ def read_external(spec: Mapping[str, str], subset: str, split: int) -> pd.DataFr
         table = pd.DataFrame(values, columns=classes if classes else None)
         table.insert(0, "video_id", ids)
         return table
-    return pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False)
+    return read_video_table(path)
 
 
 def checked_columns(table: pd.DataFrame, classes: list[str], name: str) -> pd.DataFrame:
@@ -125,13 +121,13 @@ def load_modalities(names: Sequence[str], internal: Mapping[str, str],
     first = next((n for n in names if n in internal), None)
     if first is None:
         raise ValueError("a fusion needs at least one of our variants (it defines labels and subsets)")
-    ref_table = read_logits_table(internal[first])
+    ref_table = read_video_table(internal[first])
     classes = [c for c in ref_table.columns if c not in META_COLUMNS]
     reference = ref_table[list(META_COLUMNS)].reset_index(drop=True)
     stacked = []
     for name in names:
         if name in internal:
-            table = read_logits_table(internal[name])
+            table = read_video_table(internal[name])
         else:
             table = pd.concat([checked_columns(read_external(external[name], s, split), classes,
                                                f"{name} ({s})").assign(subset=s)

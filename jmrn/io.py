@@ -48,6 +48,13 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def read_video_table(path: str | os.PathLike) -> Any:
+    """A per-video CSV (logits, joint weights): ids stay strings, nothing is parsed as NaN."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False, encoding="utf-8")
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
     """Load YAML with ``safe_load`` (no arbitrary object construction)."""
     with open(path, encoding="utf-8") as fh:

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jmrn.io import atomic_path  # noqa: E402
+from jmrn.io import atomic_path, read_video_table  # noqa: E402
 from jmrn.metrics import confusion_matrix  # noqa: E402
 from jmrn.store import PotionStore  # noqa: E402
 
@@ -99,12 +99,16 @@ def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], ou
     _save(fig, out_png)
 
 
-def plot_confusion(logits_csv: str, out_png: str, title: str) -> None:
-    table = pd.read_csv(logits_csv, dtype={"video_id": str}, keep_default_na=False)
+def test_predictions(logits_csv: str) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Class names, true labels and arg-max predictions of a logits.csv's test rows."""
+    table = read_video_table(logits_csv)
     test = table[table["subset"] == "test"]
     classes = [c for c in table.columns if c not in ("video_id", "subset", "label")]
-    y = test["label"].to_numpy(int)
-    pred = test[classes].to_numpy(float).argmax(1)
+    return classes, test["label"].to_numpy(int), test[classes].to_numpy(float).argmax(1)
+
+
+def plot_confusion(logits_csv: str, out_png: str, title: str) -> None:
+    classes, y, pred = test_predictions(logits_csv)
     cm = confusion_matrix(y, pred, len(classes)).astype(float)
     cm /= np.maximum(cm.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1 + 0.45 * len(classes), 1 + 0.4 * len(classes)))
@@ -119,7 +123,7 @@ def plot_confusion(logits_csv: str, out_png: str, title: str) -> None:
 
 def plot_joint_weights(joint_weight_csv: str, classes: Sequence[str], out_png: str, title: str) -> None:
     """Per-class mean selector weight of each joint (paper Fig. 2)."""
-    table = pd.read_csv(joint_weight_csv, dtype={"video_id": str}, keep_default_na=False)
+    table = read_video_table(joint_weight_csv)
     fig, ax = plt.subplots(figsize=(9, 1 + 0.35 * len(classes)))
     if len(table):
         joints = [c for c in table.columns if c not in ("video_id", "subset", "label")]
@@ -139,11 +143,7 @@ def plot_per_class_accuracy(logits_files: Sequence[str], labels: Sequence[str], 
     fig, ax = plt.subplots(figsize=(10, 4))
     classes: list[str] = []
     for i, (path, label) in enumerate(zip(logits_files, labels)):
-        table = pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False)
-        test = table[table["subset"] == "test"]
-        classes = [c for c in table.columns if c not in ("video_id", "subset", "label")]
-        pred = test[classes].to_numpy(float).argmax(1)
-        y = test["label"].to_numpy(int)
+        classes, y, pred = test_predictions(path)
         acc = [np.mean(pred[y == k] == k) * 100 if (y == k).any() else np.nan for k in range(len(classes))]
         width = 0.8 / max(len(labels), 1)
         ax.bar(np.arange(len(classes)) + i * width, acc, width, label=label)
@@ -164,10 +164,11 @@ def colorize_potion(u: np.ndarray) -> np.ndarray:
     return np.clip(img / max(img.max(), 1e-9), 0, 1)
 
 
-def plot_potion_examples(potion_path: str, manifest: pd.DataFrame, channels: int, out_png: str,
-                         title: str) -> None:
-    """One PoTion map per class (the first usable video of each), time coloured."""
+def plot_potion_examples(potion_path: str, manifest: pd.DataFrame, out_png: str, title: str) -> None:
+    """One PoTion map per class (the first usable video of each), time coloured; only the C
+    temporal channels are drawn, not the optional extra channels."""
     store = PotionStore(potion_path)
+    channels = int(store.attrs.get("channels", 3))
     usable = manifest[manifest["video_id"].isin(store.index)].sort_values("video_id")
     examples = usable.groupby("label", sort=True).head(1).sort_values("label")
     n = len(examples)
@@ -215,7 +216,6 @@ def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Seq
                        f"{dataset}: mean joint weights per class (first split)")
     plot_per_class_accuracy(first_split_logits, history_labels, out["per_class_accuracy"],
                             f"{dataset}: per-class test accuracy (first split)")
-    channels = int(PotionStore(potion_path).attrs.get("channels", 3))
-    plot_potion_examples(potion_path, manifest, channels, out["potion_examples"],
+    plot_potion_examples(potion_path, manifest, out["potion_examples"],
                          f"{dataset}: PoTion maps, one video per class (blue → red = time)")
     log.info("report written:\n%s", summary.to_markdown(index=False))

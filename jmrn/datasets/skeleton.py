@@ -18,17 +18,19 @@ from jmrn.safe_pickle import safe_load
 
 
 @functools.lru_cache(maxsize=2)
-def load_annotations(path: str) -> dict[str, dict[str, Any]]:
-    """frame_dir -> annotation dict, loaded once per process."""
+def read_skeleton_file(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, list[str]]]:
+    """(frame_dir -> annotation, split name -> frame_dirs), unpickled once per process."""
     data = safe_load(path)
     if not isinstance(data, dict) or "annotations" not in data:
         raise ValueError(f"{path}: not an mmaction2 skeleton file (no 'annotations' key)")
-    return {str(a["frame_dir"]): a for a in data["annotations"]}
+    annotations = {str(a["frame_dir"]): a for a in data["annotations"]}
+    splits = {str(k): [str(v) for v in vs] for k, vs in data.get("split", {}).items()}
+    return annotations, splits
 
 
-def load_splits(path: str) -> dict[str, list[str]]:
-    data = safe_load(path)
-    return {str(k): [str(v) for v in vs] for k, vs in data.get("split", {}).items()}
+def load_annotations(path: str) -> dict[str, dict[str, Any]]:
+    """frame_dir -> annotation dict of a skeleton file."""
+    return read_skeleton_file(path)[0]
 
 
 def read_label_names(path: str | os.PathLike | None, n: int) -> list[str]:
@@ -46,8 +48,7 @@ def load(annotation: str, split_map: dict[str, dict[str, str]], splits: list[int
     """Manifest rows for every annotation; probing comes from the annotation itself."""
     if not Path(annotation).is_file():
         raise FileNotFoundError(f"skeleton file {annotation} does not exist (config dataset.annotation)")
-    annotations = load_annotations(str(annotation))
-    published = load_splits(str(annotation))
+    annotations, published = read_skeleton_file(str(annotation))
     names = read_label_names(label_names, 1 + max(int(a["label"]) for a in annotations.values()))
     membership: dict[str, dict[str, str]] = {vid: {} for vid in annotations}
     for k in splits:

@@ -51,11 +51,11 @@ def build_network(checkpoint: str | None, base_net: str = "shufflenetv2k16") -> 
     """openpifpaf's network: from a checkpoint name / local path, or random weights."""
     import openpifpaf
 
-    if checkpoint and os.path.isfile(checkpoint):
-        with _full_unpickling():
+    if checkpoint:
+        # A local file is unpickled by openpifpaf itself; a name is downloaded by torch.hub.
+        loading = _full_unpickling() if os.path.isfile(checkpoint) else contextlib.nullcontext()
+        with loading:
             net, _ = openpifpaf.network.Factory(checkpoint=checkpoint).factory()
-    elif checkpoint:
-        net, _ = openpifpaf.network.Factory(checkpoint=checkpoint).factory()
     else:
         head_metas = openpifpaf.datasets.factory("cocokp").head_metas
         net, _ = openpifpaf.network.Factory(base_name=base_net).factory(head_metas=head_metas)
