@@ -94,3 +94,13 @@ def test_properties_shape_nonnegative_bounded(t, j, c, batch, seed):
     u = stream(h, batch, channels=c)
     assert u.shape == (j, c, 3, 4)
     assert (u >= 0).all() and (u <= 1 + 1e-6).all()  # area: weighted mean of maps in [0, 1]
+
+
+@pytest.mark.parametrize("batch", [5, 16])
+def test_streaming_spans_several_kernel_tiles(batch):
+    """Maps wider than one column tile of the kernel (2 x 64 x 86 > 8192) and batches that
+    straddle channel segments still equal the einsum."""
+    rng = np.random.default_rng(batch)
+    h = rng.integers(0, 256, (37, 2, 64, 86), dtype=np.uint8)
+    ref = potion_reference(h / 255.0, 3, "area")
+    np.testing.assert_allclose(stream(h, batch), ref, atol=1e-6, rtol=1e-5)
