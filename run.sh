@@ -31,7 +31,7 @@ install() {
     "${pip[@]}" -q --no-cache-dir --no-build-isolation --no-deps "$OPENPIFPAF"
   fi
   link_slurm_profile
-  "$VENV/bin/python" -c "import jmrn, openpifpaf, torch, torchvision, zarr, cv2; print('environment ok: torch', torch.__version__, 'openpifpaf', openpifpaf.__version__)"
+  "$VENV/bin/python" -c "import jmrn, openpifpaf, torch, torchvision, zarr, cv2, numba, scipy; print('environment ok: torch', torch.__version__, 'openpifpaf', openpifpaf.__version__)"
   touch "$STAMP"
 }
 

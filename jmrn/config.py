@@ -37,6 +37,9 @@ def check_config(config: dict[str, Any]) -> None:
     focus = config["report"]["focus_variant"]
     if focus not in config["run_variants"]:
         problems.append(f"report.focus_variant {focus!r} is not in run_variants")
+    metric = config["report"].get("metric", "mean_class_accuracy")
+    if config["dataset"]["adapter"] == "charades" and metric != "mAP":
+        problems.append(f"report.metric {metric!r} is not defined for multi-label Charades; use mAP")
     demo = config.get("demo") or {}
     if demo.get("min_frames", 2) > demo.get("max_frames", 2 ** 31):
         problems.append("demo.min_frames is larger than demo.max_frames")

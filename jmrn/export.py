@@ -9,7 +9,8 @@ import pandas as pd
 import torch
 
 from jmrn.io import atomic_path, write_json
-from jmrn.metrics import classification_metrics
+from jmrn.datasets.manifest import label_table
+from jmrn.metrics import evaluate
 from jmrn.pose.skeleton import JOINTS
 from jmrn.train import build_variant_model, load_split, predict, resolve_device
 
@@ -31,29 +32,24 @@ def export_variant(potion_path: str, manifest_csv: str, split: int, variant: dic
             model = build_variant_model(variant, tuple(x.shape[1:]), len(classes))
             model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
         out = predict(model, x, len(classes), device=dev)
-        table = pd.DataFrame(out["logits"], columns=classes)
-        table.insert(0, "label", y.numpy())
-        table.insert(0, "subset", subset)
-        table.insert(0, "video_id", ids)
-        frames.append(table)
+        meta = pd.concat([pd.DataFrame({"video_id": ids, "subset": subset}), label_table(y.numpy())],
+                         axis=1)
+        frames.append(pd.concat([meta, pd.DataFrame(out["logits"], columns=classes)], axis=1))
         if "joint_weights" in out:
-            jw = pd.DataFrame(out["joint_weights"], columns=list(JOINTS))
-            jw.insert(0, "label", y.numpy())
-            jw.insert(0, "subset", subset)
-            jw.insert(0, "video_id", ids)
-            weights_rows.append(jw)
+            weights_rows.append(pd.concat([meta, pd.DataFrame(out["joint_weights"], columns=list(JOINTS))],
+                                          axis=1))
         if subset == "test":
-            metrics = classification_metrics(y.numpy(), out["logits"])
+            metrics = evaluate(y.numpy(), out["logits"])
     with atomic_path(out_logits) as tmp:
         pd.concat(frames).to_csv(tmp, index=False)
     with atomic_path(out_joint_weights) as tmp:
-        cols = ["video_id", "subset", "label", *JOINTS]
+        cols = [*frames[0].columns[:3], *JOINTS]
         (pd.concat(weights_rows) if weights_rows else pd.DataFrame(columns=cols)).to_csv(tmp, index=False)
     metrics.update(split=split, variant=variant.get("name", ""),
                    n_classes=int(len(frames[0].columns) - 3))
     metrics = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
     write_json(out_metrics, metrics)
-    log.info("split %d %s: mean class accuracy %.4f (top1 %.4f) on %d test videos", split,
-             metrics["variant"], metrics["mean_class_accuracy"] or float("nan"),
-             metrics["top1"] or float("nan"), metrics["n_test"])
+    log.info("split %d %s on %d test videos: %s", split, metrics["variant"], metrics["n_test"],
+             ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                       if k in ("mean_class_accuracy", "top1", "top5", "mAP") and v is not None))
     return metrics

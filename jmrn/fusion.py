@@ -19,11 +19,12 @@ import torch
 import torch.nn.functional as F
 
 from jmrn.io import atomic_path, read_video_table, write_json
-from jmrn.metrics import classification_metrics
+from jmrn.datasets.manifest import label_targets
+from jmrn.metrics import evaluate
 
 log = logging.getLogger(__name__)
 
-META_COLUMNS = ("video_id", "subset", "label")
+META_COLUMNS = ("video_id", "subset", "label", "labels")  # "labels": multi-label datasets
 
 
 def fit_scalar_weights(logits: np.ndarray, labels: np.ndarray, multilabel: bool = False,
@@ -117,13 +118,13 @@ def align(reference: pd.DataFrame, table: pd.DataFrame, classes: list[str], name
 def load_modalities(names: Sequence[str], internal: Mapping[str, str],
                     external: Mapping[str, Mapping[str, str]], split: int
                     ) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
-    """Reference rows (video_id, subset, label), logits M x N x K and class names."""
+    """Reference rows (video_id, subset, label or labels), logits M x N x K and class names."""
     first = next((n for n in names if n in internal), None)
     if first is None:
         raise ValueError("a fusion needs at least one of our variants (it defines labels and subsets)")
     ref_table = read_video_table(internal[first])
     classes = [c for c in ref_table.columns if c not in META_COLUMNS]
-    reference = ref_table[list(META_COLUMNS)].reset_index(drop=True)
+    reference = ref_table[[c for c in META_COLUMNS if c in ref_table]].reset_index(drop=True)
     stacked = []
     for name in names:
         if name in internal:
@@ -142,28 +143,31 @@ def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[st
     meta, logits, classes = load_modalities(names, internal, external, split)
     train = (meta["subset"] == "train").to_numpy()
     test = ~train
-    y = meta["label"].to_numpy(np.int64)
-    weights = fit_scalar_weights(logits[:, train], y[train])
+    y = label_targets(meta, len(classes))
+    multilabel = y.ndim == 2
+    weights = fit_scalar_weights(logits[:, train], y[train], multilabel=multilabel)
     fused = apply_weights(weights, logits)
-    probs = torch.softmax(torch.as_tensor(logits), dim=-1).numpy()
-    rows = {name: classification_metrics(y[test], logits[m, test]) for m, name in enumerate(names)}
-    rows["average"] = classification_metrics(y[test], probs[:, test].mean(axis=0))
-    rows["learned"] = classification_metrics(y[test], fused[test])
+    z = torch.as_tensor(logits)
+    probs = (torch.sigmoid(z) if multilabel else torch.softmax(z, dim=-1)).numpy()
+    rows = {name: evaluate(y[test], logits[m, test]) for m, name in enumerate(names)}
+    rows["average"] = evaluate(y[test], probs[:, test].mean(axis=0))
+    rows["learned"] = evaluate(y[test], fused[test])
 
     def train_loss(z: np.ndarray) -> float:
-        return float(task_loss(torch.as_tensor(z[train]), torch.as_tensor(y[train]), False))
+        target = torch.as_tensor(y[train], dtype=torch.float64 if multilabel else torch.int64)
+        return float(task_loss(torch.as_tensor(z[train]), target, multilabel))
 
     train_fit = {"learned_train_loss": train_loss(fused),
                  **{f"{name}_train_loss": train_loss(logits[m]) for m, name in enumerate(names)}}
     write_json(out_weights, {"modalities": list(names), "weights": weights.tolist()})
     table = pd.DataFrame(fused, columns=classes)
-    for i, col in enumerate(META_COLUMNS):
+    for i, col in enumerate(meta.columns):
         table.insert(i, col, meta[col])
     with atomic_path(out_logits) as tmp:
         table.to_csv(tmp, index=False)
     result = {"test": rows, "train": train_fit, "weights": dict(zip(names, weights.tolist()))}
     write_json(out_metrics, result)
-    log.info("fusion of %s: weights %s, test mean class acc %.4f (average %.4f)", list(names),
-             np.round(weights, 4).tolist(), rows["learned"]["mean_class_accuracy"],
-             rows["average"]["mean_class_accuracy"])
+    headline = "mAP" if multilabel else "mean_class_accuracy"
+    log.info("fusion of %s: weights %s, test %s %.4f (average %.4f)", list(names),
+             np.round(weights, 4).tolist(), headline, rows["learned"][headline], rows["average"][headline])
     return result

@@ -52,7 +52,8 @@ def read_video_table(path: str | os.PathLike) -> Any:
     """A per-video CSV (logits, joint weights): ids stay strings, nothing is parsed as NaN."""
     import pandas as pd
 
-    return pd.read_csv(path, dtype={"video_id": str}, keep_default_na=False, encoding="utf-8")
+    return pd.read_csv(path, dtype={"video_id": str, "labels": str}, keep_default_na=False,
+                       encoding="utf-8")
 
 
 def read_yaml(path: str | os.PathLike) -> Any:

@@ -38,12 +38,6 @@ def mean_average_precision(targets: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(aps)) if aps else float("nan")
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """K x K counts, rows = true class, columns = predicted class."""
-    return np.bincount(y_true * num_classes + y_pred, minlength=num_classes ** 2).reshape(
-        num_classes, num_classes)
-
-
 def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """The single-label metrics reported for every split and variant."""
     pred = scores.argmax(axis=1)
@@ -55,3 +49,22 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
         "mAP": mean_average_precision(onehot, scores),
         "n_test": int(len(y_true)),
     }
+
+
+def multilabel_metrics(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Charades-style metrics: mAP over classes with a positive test video (videos without any
+    action stay in the ranking), and how often the top-scored class is one of the labels."""
+    top = scores.argmax(axis=1) if len(scores) else np.zeros(0, np.int64)
+    hits = targets[np.arange(len(targets)), top] > 0 if len(targets) else np.zeros(0, bool)
+    return {
+        "mAP": mean_average_precision(targets, scores),
+        "top1": float(hits.mean()) if len(hits) else float("nan"),
+        "n_test": int(len(targets)),
+    }
+
+
+def evaluate(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """Single-label metrics for N class indices, multi-label ones for N x K multi-hot targets."""
+    if targets.ndim == 2:
+        return multilabel_metrics(targets, scores)
+    return classification_metrics(targets, scores)

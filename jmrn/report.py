@@ -15,12 +15,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from jmrn.io import atomic_path, read_video_table  # noqa: E402
-from jmrn.metrics import confusion_matrix  # noqa: E402
+from jmrn.metrics import average_precision  # noqa: E402
 from jmrn.store import PotionStore  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-# Paper Table 1 (split 1) for the comparison column: JHMDB-1 / HMDB-1 mean class accuracy (%).
+# Paper Table 1 for the comparison column: JHMDB-1 / HMDB-1 mean class accuracy, Charades mAP (%).
 PAPER_TABLE1 = {
     "potion": {"JHMDB-1": 59.44, "HMDB-1": 42.04, "Charades mAP": 13.54},
     "potion_deep": {"JHMDB-1": 66.38, "HMDB-1": 49.25, "Charades mAP": 14.88},
@@ -51,12 +51,20 @@ def mean_std(values: pd.Series) -> str:
     return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
 
 
-def summary_table(metrics_files: Sequence[str], dataset: str) -> pd.DataFrame:
+METRIC_TITLES = {"mean_class_accuracy": "mean class accuracy", "top1": "top-1 accuracy",
+                 "top5": "top-5 accuracy", "mAP": "mAP"}
+
+
+def summary_table(metrics_files: Sequence[str], dataset: str,
+                  metric: str = "mean_class_accuracy") -> pd.DataFrame:
     """Per variant: the metric per split (%) and the mean ± std over splits."""
     rows = [_read_json(p) for p in metrics_files]
     long = pd.DataFrame(rows)
-    wide = long.pivot_table(index="variant", columns="split", values="mean_class_accuracy",
-                            aggfunc="first", sort=False)
+    if metric not in long:
+        raise ValueError(f"report.metric {metric!r} is not in the metrics files (they have "
+                         f"{sorted(c for c in long.columns if c in METRIC_TITLES)})")
+    wide = long.pivot_table(index="variant", columns="split", values=metric,
+                            aggfunc="first", sort=False, dropna=False)
     table = pd.DataFrame({"dataset": dataset, "variant": wide.index})
     for split in wide.columns:
         table[f"split{split} (%)"] = (wide[split].to_numpy(float) * 100).round(2)
@@ -64,8 +72,9 @@ def summary_table(metrics_files: Sequence[str], dataset: str) -> pd.DataFrame:
     return table
 
 
-def fusion_table(fusion_files: Sequence[str], names: Sequence[str]) -> pd.DataFrame:
-    """Per fusion and method (each modality alone, average, learned): accuracy per split and
+def fusion_table(fusion_files: Sequence[str], names: Sequence[str],
+                 metric: str = "mean_class_accuracy") -> pd.DataFrame:
+    """Per fusion and method (each modality alone, average, learned): the metric per split and
     the mean ± std over splits; learned weights are in each fusion's weights.json."""
     rows = []
     for name, path in zip(names, fusion_files):
@@ -73,12 +82,12 @@ def fusion_table(fusion_files: Sequence[str], names: Sequence[str]) -> pd.DataFr
         split = Path(path).parent.parent.parent.name  # .../split<k>/fusion/<name>/metrics.json
         for method, m in result["test"].items():
             rows.append({"fusion": name, "method": method, "split": split,
-                         "acc": m["mean_class_accuracy"]})
+                         "acc": m.get(metric)})
     if not rows:
         return pd.DataFrame(columns=["fusion", "method"])
     long = pd.DataFrame(rows)
     wide = long.pivot_table(index=["fusion", "method"], columns="split", values="acc",
-                            aggfunc="first", sort=False)
+                            aggfunc="first", sort=False, dropna=False)
     table = wide.reset_index()[["fusion", "method"]]
     for split in wide.columns:
         table[f"{split} (%)"] = (wide[split].to_numpy(float) * 100).round(2)
@@ -99,23 +108,35 @@ def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], ou
     _save(fig, out_png)
 
 
+def _targets(table: pd.DataFrame, num_classes: int) -> np.ndarray:
+    """N x K 0/1 matrix of true classes (one-hot, or multi-hot for multi-label tables)."""
+    from jmrn.datasets.manifest import label_targets
+
+    y = label_targets(table, num_classes)
+    return y if y.ndim == 2 else np.eye(num_classes, dtype=np.float32)[y]
+
+
 def test_predictions(logits_csv: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Class names, true labels and arg-max predictions of a logits.csv's test rows."""
+    """Class names, N x K true-class matrix and N x K scores of a logits.csv's test rows."""
     table = read_video_table(logits_csv)
     test = table[table["subset"] == "test"]
-    classes = [c for c in table.columns if c not in ("video_id", "subset", "label")]
-    return classes, test["label"].to_numpy(int), test[classes].to_numpy(float).argmax(1)
+    classes = [c for c in table.columns if c not in ("video_id", "subset", "label", "labels")]
+    return classes, _targets(test, len(classes)), test[classes].to_numpy(float)
 
 
 def plot_confusion(logits_csv: str, out_png: str, title: str) -> None:
-    classes, y, pred = test_predictions(logits_csv)
-    cm = confusion_matrix(y, pred, len(classes)).astype(float)
+    """Rows: true class (each label of a multi-label video counts), columns: top-1 prediction."""
+    classes, truth, scores = test_predictions(logits_csv)
+    k = len(classes)
+    predicted = np.eye(k)[scores.argmax(1)] if len(scores) else np.zeros((0, k))
+    cm = truth.T @ predicted
     cm /= np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(classes), 1 + 0.4 * len(classes)))
+    margin = 0.07 * max(map(len, classes), default=0)  # room for the tick labels (inches)
+    fig, ax = plt.subplots(figsize=(2.5 + 0.45 * k + margin, 1.5 + 0.4 * k + margin))
     im = ax.imshow(cm * 100, cmap="Blues", vmin=0, vmax=100)
-    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
+    ax.set_xticks(range(k), classes, rotation=90, fontsize=7)
+    ax.set_yticks(range(k), classes, fontsize=7)
+    ax.set(xlabel="predicted (top-1)", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, label="% of true class")
     fig.tight_layout()
     _save(fig, out_png)
@@ -126,9 +147,11 @@ def plot_joint_weights(joint_weight_csv: str, classes: Sequence[str], out_png: s
     table = read_video_table(joint_weight_csv)
     fig, ax = plt.subplots(figsize=(9, 1 + 0.35 * len(classes)))
     if len(table):
-        joints = [c for c in table.columns if c not in ("video_id", "subset", "label")]
-        mean = table.groupby("label")[joints].mean().reindex(range(len(classes)))
-        im = ax.imshow(mean.to_numpy(float), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        joints = [c for c in table.columns if c not in ("video_id", "subset", "label", "labels")]
+        truth = _targets(table, len(classes))  # N x K
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = (truth.T @ table[joints].to_numpy(float)) / truth.sum(0)[:, None]
+        im = ax.imshow(mean, cmap="viridis", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(joints)), joints, rotation=90, fontsize=7)
         ax.set_yticks(range(len(classes)), classes, fontsize=7)
         fig.colorbar(im, ax=ax, label="mean joint weight")
@@ -137,19 +160,31 @@ def plot_joint_weights(joint_weight_csv: str, classes: Sequence[str], out_png: s
     _save(fig, out_png)
 
 
+def per_class_scores(truth: np.ndarray, scores: np.ndarray, multilabel: bool) -> np.ndarray:
+    """Per class: accuracy (single-label) or average precision (multi-label), in %; NaN when
+    the class has no test video."""
+    if multilabel:
+        return np.array([average_precision(truth[:, k], scores[:, k]) for k in range(truth.shape[1])]) * 100
+    hits = truth[np.arange(len(truth)), scores.argmax(1)] if len(truth) else np.zeros(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (truth * hits[:, None]).sum(0) / truth.sum(0) * 100
+
+
 def plot_per_class_accuracy(logits_files: Sequence[str], labels: Sequence[str], out_png: str,
                             title: str) -> None:
-    """Grouped bars: test accuracy of every class for each variant."""
+    """Grouped bars: per-class test accuracy (AP for multi-label data) of each variant."""
     fig, ax = plt.subplots(figsize=(10, 4))
     classes: list[str] = []
+    multilabel = False
     for i, (path, label) in enumerate(zip(logits_files, labels)):
-        classes, y, pred = test_predictions(path)
-        acc = [np.mean(pred[y == k] == k) * 100 if (y == k).any() else np.nan for k in range(len(classes))]
+        multilabel = "labels" in read_video_table(path).columns
+        classes, truth, scores = test_predictions(path)
         width = 0.8 / max(len(labels), 1)
-        ax.bar(np.arange(len(classes)) + i * width, acc, width, label=label)
+        ax.bar(np.arange(len(classes)) + i * width, per_class_scores(truth, scores, multilabel),
+               width, label=label)
     ax.set_xticks(np.arange(len(classes)) + 0.4 - 0.4 / max(len(labels), 1), classes, rotation=90,
                   fontsize=7)
-    ax.set(ylabel="test accuracy (%)", ylim=(0, 100), title=title)
+    ax.set(ylabel=f"test {'AP' if multilabel else 'accuracy'} (%)", ylim=(0, 100), title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, out_png)
@@ -170,6 +205,10 @@ def plot_potion_examples(potion_path: str, manifest: pd.DataFrame, out_png: str,
     store = PotionStore(potion_path)
     channels = int(store.attrs.get("channels", 3))
     usable = manifest[manifest["video_id"].isin(store.index)].sort_values("video_id")
+    if "labels" in usable:  # multi-label: a video stands for its first class
+        usable = usable[usable["labels"] != ""].assign(
+            label=lambda t: t["labels"].str.split(";").str[0].astype(int),
+            label_name=lambda t: t["label_names"].str.split(";").str[0])
     examples = usable.groupby("label", sort=True).head(1).sort_values("label")
     n = len(examples)
     cols = min(5, max(n, 1))
@@ -195,27 +234,28 @@ def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Seq
                  histories: Sequence[str], history_labels: Sequence[str],
                  first_split_logits: Sequence[str], fusion_metrics: Sequence[str],
                  fusion_names: Sequence[str], focus_logits: str, joint_weights: str,
-                 out: dict[str, str]) -> None:
+                 out: dict[str, str], metric: str = "mean_class_accuracy") -> None:
     """Snakemake entry: every table and plot of the report rule."""
     from jmrn.datasets.manifest import class_names, read_manifest
 
     manifest = read_manifest(manifest_csv)
     classes = class_names(manifest)
-    summary = summary_table(metrics, dataset)
-    write_table(summary, out["summary_csv"], out["summary_md"], f"{dataset}: mean class accuracy")
+    summary = summary_table(metrics, dataset, metric)
+    title = METRIC_TITLES[metric]
+    write_table(summary, out["summary_csv"], out["summary_md"], f"{dataset}: {title}")
     ablation = summary[["variant", "mean ± std (%)"]].copy()
-    for col in ("JHMDB-1", "HMDB-1"):
+    for col in ("Charades mAP",) if metric == "mAP" else ("JHMDB-1", "HMDB-1"):
         ablation[f"paper {col} (%)"] = [PAPER_TABLE1.get(v, {}).get(col, "—") for v in ablation["variant"]]
     write_table(ablation, out["ablation_csv"], out["ablation_md"],
                 f"{dataset}: ablation beside the paper's Table 1")
-    write_table(fusion_table(fusion_metrics, fusion_names), out["fusion_csv"], out["fusion_md"],
-                f"{dataset}: late fusion, mean class accuracy on the test set")
+    write_table(fusion_table(fusion_metrics, fusion_names, metric), out["fusion_csv"], out["fusion_md"],
+                f"{dataset}: late fusion, {title} on the test set")
     plot_learning_curves(histories, history_labels, out["learning_curves"])
     plot_confusion(focus_logits, out["confusion"], f"{dataset}: confusion (first split)")
     plot_joint_weights(joint_weights, classes, out["joint_weights"],
                        f"{dataset}: mean joint weights per class (first split)")
     plot_per_class_accuracy(first_split_logits, history_labels, out["per_class_accuracy"],
-                            f"{dataset}: per-class test accuracy (first split)")
+                            f"{dataset}: per-class test scores (first split)")
     plot_potion_examples(potion_path, manifest, out["potion_examples"],
                          f"{dataset}: PoTion maps, one video per class (blue → red = time)")
     log.info("report written:\n%s", summary.to_markdown(index=False))

@@ -6,9 +6,11 @@ the rule's ``params.stage``. Logging goes to the rule's log file.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
+from jmrn.datasets.report import DatasetError
 from jmrn.io import setup_logging
 
 log = logging.getLogger("jmrn.stages")
@@ -35,11 +37,8 @@ def pose(smk: Any) -> None:
 
 
 def potion(smk: Any) -> None:
-    import torch
-
     from jmrn.aggregate import build_potion_store
 
-    torch.set_num_threads(max(1, smk.threads))
     build_potion_store(smk.input.manifest, list(smk.input.shards), dict(smk.params.potion),
                        smk.output.potion, smk.output.failed)
 
@@ -75,7 +74,8 @@ def report(smk: Any) -> None:
     build_report(smk.params.dataset, smk.input.manifest, smk.input.potion, list(smk.input.metrics),
                  list(smk.input.histories), smk.params.history_labels,
                  list(smk.input.first_split_logits), list(smk.input.fusion), smk.params.fusion_names,
-                 smk.input.focus_logits, smk.input.joint_weights, dict(smk.output.items()))
+                 smk.input.focus_logits, smk.input.joint_weights, dict(smk.output.items()),
+                 metric=smk.params.metric)
 
 
 STAGES: dict[str, Callable[[Any], None]] = {
@@ -90,6 +90,9 @@ def run(smk: Any) -> None:
     log.info("stage %s (rule %s, wildcards %s)", stage, smk.rule, dict(smk.wildcards.items()))
     try:
         STAGES[stage](smk)
+    except DatasetError as exc:  # bad data or paths: one actionable line, no traceback
+        log.error("stage %s failed: %s", stage, exc)
+        sys.exit(f"error: {exc}")
     except Exception:
         log.exception("stage %s failed", stage)
         raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from jmrn.augment import AugmentConfig, augment
 from jmrn.config import fingerprint
-from jmrn.datasets.manifest import class_names, read_manifest, split_subset
+from jmrn.datasets.manifest import class_names, label_targets, read_manifest, split_subset
 from jmrn.io import LogWriter, atomic_path
 from jmrn.losses import classification_loss, joint_contrastive_loss
 from jmrn.models import build_model, count_parameters
@@ -79,20 +79,30 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def load_split(potion_path: str | os.PathLike, manifest_csv: str | os.PathLike, split: int,
                subset: str) -> tuple[list[str], torch.Tensor, torch.Tensor, list[str]]:
-    """Video ids, PoTion maps (N x J x C x H x W), labels and class names of one subset."""
+    """Video ids, PoTion maps (N x J x C x H x W), targets (N class indices, or N x K multi-hot
+    for multi-label datasets) and class names of one subset."""
     manifest = read_manifest(manifest_csv)
     store = PotionStore(potion_path)
     rows = split_subset(manifest, split, subset)
     rows = rows[rows["video_id"].isin(store.index)]
     ids = rows["video_id"].tolist()
     x = torch.from_numpy(store.load(ids))
-    y = torch.tensor(rows["label"].to_numpy(dtype=np.int64))
-    return ids, x, y, class_names(manifest)
+    classes = class_names(manifest)
+    y = torch.from_numpy(label_targets(rows, len(classes)))
+    return ids, x, y, classes
 
 
 def build_variant_model(variant: dict[str, Any], shape: tuple[int, ...], num_classes: int) -> nn.Module:
     joints, channels = shape[0], shape[1]
     return build_model(variant["arch"], joints, channels, num_classes, **variant.get("model", {}))
+
+
+def top1_hits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Per sample: is the top-scored class the label (or, multi-label, one of the labels)?"""
+    top = logits.argmax(1)
+    if targets.dim() == 2:
+        return targets.gather(1, top[:, None])[:, 0] > 0
+    return top == targets
 
 
 def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
@@ -125,7 +135,7 @@ def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainCo
         optimizer.step()
         totals["loss"] += loss.item() * len(yb)
         totals["cls_loss"] += cls.item() * len(yb)
-        totals["correct"] += (out["logits"].argmax(1) == yb).sum().item()
+        totals["correct"] += top1_hits(out["logits"], yb).sum().item()
         totals["n"] += len(yb)
     n = max(totals.pop("n"), 1)
     return {"loss": totals["loss"] / n, "cls_loss": totals["cls_loss"] / n,
@@ -209,7 +219,7 @@ def train_variant(potion_path: str, manifest_csv: str, split: int, variant: dict
     _, x, y, classes = load_split(potion_path, manifest_csv, split, "train")
     if len(x) < 2:
         raise ValueError(f"split {split} has {len(x)} usable training videos; need at least 2")
-    cfg = make_train_config(train, variant, seed)
+    cfg = replace(make_train_config(train, variant, seed), multilabel=y.dim() == 2)
     seed_everything(seed)
     model = build_variant_model(variant, tuple(x.shape[1:]), len(classes))
     log.info("variant %s: %s with %d parameters; %d training videos of shape %s",

@@ -65,6 +65,7 @@ rule report:
     params:
         stage="report",
         dataset=DATASET,
+        metric=config["report"].get("metric", "mean_class_accuracy"),
         history_labels=[f"{v} (split {FIRST_SPLIT})" for v in VARIANTS],
         fusion_names=[f for _ in SPLITS for f in FUSIONS],
     threads: 1

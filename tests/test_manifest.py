@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from jmrn.datasets.manifest import build_manifest, read_manifest, shard_of, split_subset
+from jmrn.datasets.report import DatasetError
 
 SPLITS = [1, 2, 3]
 
@@ -45,16 +46,21 @@ def test_problems_are_recorded_not_fatal(tiny_demo, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         m = build_manifest(dataset_cfg(root), tmp_path / "m.csv")
     text = caplog.text
-    assert "listed video missing: 3" in text  # one per split file
-    assert "bad split line: 1" in text and "this line is bad" in text
-    assert "split file for unknown class: 1" in text and "fly_test_split1.txt" in text
+    assert "listed video missing (kept as 'missing file'): 1" in text  # once, not per split file
+    assert "bad split line (skipped): 1" in text and "this line is bad" in text
+    assert "split file of an unknown class (skipped): 1" in text and "fly_test_split1.txt" in text
     corrupt = m[m["video_id"] == "corrupt"].iloc[0]
     assert corrupt["status"] != "ok" and corrupt["split1"] == "train"
+    missing = m[m["video_id"] == victim.stem].iloc[0]  # recorded, not dropped
+    assert missing["status"] == "missing file" and missing["label_name"] == "walk"
     assert "video in no split" not in text
+    with pytest.raises(DatasetError, match=r"^dataset problems .*unknown class.*bad split line.*listed video missing"):
+        build_manifest({**dataset_cfg(root), "on_problem": "fail"}, tmp_path / "n.csv")
+    assert not (tmp_path / "n.csv").exists()
 
 
 def test_missing_folders_give_one_line_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="video folder .* does not exist"):
+    with pytest.raises(DatasetError, match=r"folder .*videos does not exist \(config dataset.video_root\)"):
         build_manifest(dataset_cfg(tmp_path), tmp_path / "m.csv")
 
 

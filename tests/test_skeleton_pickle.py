@@ -74,7 +74,7 @@ def test_unknown_split_name_is_a_clear_error(tmp_path):
     write_skeleton_file(pkl)
     dataset = {"adapter": "skeleton", "annotation": str(pkl), "splits": [1],
                "split_map": {"1": {"train": "xsub_train", "test": "val"}}}
-    with pytest.raises(ValueError, match="'xsub_train' is not in"):
+    with pytest.raises(ValueError, match=r"'xsub_train' \(config dataset.split_map\) is not in"):
         build_manifest(dataset, tmp_path / "m.csv")
 
 

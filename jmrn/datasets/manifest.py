@@ -1,8 +1,10 @@
 """The manifest: one row per video with labels, split membership, probed video facts and status.
 
 Columns (DESIGN.md §2): video_id, path, label, label_name, split1..k, frames, fps, width,
-height, status. ``status`` is ``ok`` or why the video cannot be used; such videos stay in the
-manifest (and in failed.csv later) instead of disappearing.
+height, status. Multi-label datasets (Charades) have ``labels`` / ``label_names`` (";"-joined)
+instead of ``label`` / ``label_name``; datasets with ground-truth joints add ``keypoints`` (the
+joint file of each video). ``status`` is ``ok`` or why the video cannot be used; such videos stay
+in the manifest (and in failed.csv later) instead of disappearing.
 """
 from __future__ import annotations
 
@@ -12,17 +14,44 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from jmrn.datasets import hmdb51, skeleton
-from jmrn.datasets.report import DatasetProblems
+from jmrn.datasets import charades, custom, hmdb51, jhmdb, kinetics, skeleton
+from jmrn.datasets.report import DatasetError, DatasetProblems
 from jmrn.io import LogWriter, atomic_path
 from jmrn.video import VideoError, probe
 
 log = logging.getLogger(__name__)
 
-ADAPTERS = ("demo", "hmdb51", "skeleton")
+LABEL_SEPARATOR = ";"
+
+
+def _load_rows(dataset: dict[str, Any], splits: list[int], problems: DatasetProblems) -> pd.DataFrame:
+    """The adapter's rows: video_id, path, label_name (or label_names lists), split1..k, ..."""
+    adapter = dataset["adapter"]
+    if adapter in ("demo", "hmdb51"):
+        return hmdb51.load(dataset["video_root"], dataset["split_dir"], splits, problems)
+    if adapter == "jhmdb":
+        return jhmdb.load(dataset["video_root"], dataset["split_dir"], dataset.get("joint_root"),
+                          splits, problems)
+    if adapter == "charades":
+        return charades.load(dataset["video_root"], dataset["annotation_dir"], splits, problems)
+    if adapter == "kinetics_mimetics":
+        return kinetics.load(dataset["train_source"], dataset["test_source"], splits, problems)
+    if adapter == "skeleton":
+        return skeleton.load(dataset["annotation"], dataset["split_map"], splits,
+                             dataset.get("label_names"), problems)
+    holdout = float(dataset.get("test_fraction", 0.3))
+    if adapter == "folder":
+        return custom.load_folder(dataset["video_root"], splits, holdout, problems)
+    if adapter == "csv":
+        return custom.load_csv(dataset["annotation"], splits, holdout, problems)
+    raise DatasetError(f"unknown dataset adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
+
+
+ADAPTERS = ("demo", "hmdb51", "jhmdb", "charades", "kinetics_mimetics", "skeleton", "folder", "csv")
 
 
 def _probe_row(path: str) -> dict[str, Any]:
@@ -34,21 +63,48 @@ def _probe_row(path: str) -> dict[str, Any]:
             "status": "ok"}
 
 
+def _encode_labels(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Class indices from names: ``label`` (single-label) or ``labels`` ("3;17", multi-label)."""
+    multilabel = "label_names" in rows
+    if multilabel:
+        classes = list(rows.attrs.get("classes") or sorted({n for ns in rows["label_names"] for n in ns}))
+    else:
+        classes = list(rows.attrs.get("classes") or sorted(rows["label_name"].unique()))
+    bad = [c for c in classes if LABEL_SEPARATOR in c]
+    if multilabel and bad:
+        raise DatasetError(f"class names may not contain {LABEL_SEPARATOR!r}: {bad[:3]}")
+    index = {c: i for i, c in enumerate(classes)}
+    if multilabel:
+        rows["labels"] = [LABEL_SEPARATOR.join(str(index[n]) for n in ns) for ns in rows["label_names"]]
+        rows["label_names"] = [LABEL_SEPARATOR.join(ns) for ns in rows["label_names"]]
+        return rows, classes, ["labels", "label_names"]
+    rows["label"] = rows["label_name"].map(index)
+    return rows, classes, ["label", "label_name"]
+
+
+def _drop_duplicate_ids(rows: pd.DataFrame, problems: DatasetProblems) -> pd.DataFrame:
+    dup = rows["video_id"].duplicated(keep="first")
+    for _, row in rows[dup].iterrows():
+        problems.add("duplicate video id (later one ignored)", f"{row['video_id']}: {row['path']}")
+    return rows[~dup]
+
+
 def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads: int = 1) -> pd.DataFrame:
-    """Build and write ``manifest.csv`` for the configured dataset."""
-    adapter = dataset["adapter"]
+    """Build and write ``manifest.csv`` for the configured dataset.
+
+    Problems (missing files, bad lines, unknown classes, duplicates, videos in no split) are
+    logged as counts with examples and recorded (unusable rows keep a ``status``), or stop the
+    job on one line with ``dataset.on_problem: fail``."""
     splits = list(dataset["splits"])
     problems = DatasetProblems()
-    if adapter in ("demo", "hmdb51"):
-        rows = hmdb51.load(dataset["video_root"], dataset["split_dir"], splits, problems)
-    elif adapter == "skeleton":
-        rows = skeleton.load(dataset["annotation"], dataset["split_map"], splits,
-                             dataset.get("label_names"), problems)
-    else:
-        raise ValueError(f"unknown dataset adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
-    problems.log()
-    classes = sorted(rows["label_name"].unique())
-    rows["label"] = rows["label_name"].map({c: i for i, c in enumerate(classes)})
+    rows = _load_rows(dataset, splits, problems)
+    if rows.empty:
+        raise DatasetError(f"the {dataset['adapter']} adapter found no videos; check the dataset paths")
+    attrs = dict(rows.attrs)
+    rows = _drop_duplicate_ids(rows, problems)
+    rows.attrs = attrs
+    problems.settle(dataset.get("on_problem", "warn"))
+    rows, classes, label_columns = _encode_labels(rows.reset_index(drop=True))
     if "status" in rows:  # the adapter already knows frames and sizes (keypoint files)
         manifest = rows
     else:
@@ -56,13 +112,14 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
             probed = list(tqdm(pool.map(_probe_row, rows["path"]), total=len(rows), desc="probe",
                                file=LogWriter(log), mininterval=5.0))
         manifest = pd.concat([rows, pd.DataFrame(probed, index=rows.index)], axis=1)
-    columns = ["video_id", "path", "label", "label_name", *[f"split{k}" for k in splits],
-               "frames", "fps", "width", "height", "status"]
+    extra = []
+    if "keypoints" in manifest:  # ground-truth joint files: unusable without them
+        extra = ["keypoints"]
+        absent = ~manifest["keypoints"].map(lambda p: bool(p) and os.path.isfile(p))
+        manifest.loc[absent & (manifest["status"] == "ok"), "status"] = "missing keypoints file"
+    columns = ["video_id", "path", *label_columns, *[f"split{k}" for k in splits],
+               "frames", "fps", "width", "height", "status", *extra]
     manifest = manifest[columns].sort_values("video_id", kind="stable").reset_index(drop=True)
-    dup = manifest["video_id"].duplicated(keep=False)
-    if dup.any():
-        raise ValueError(f"{dup.sum()} rows share a video_id, e.g. "
-                         f"{manifest.loc[dup, 'video_id'].head(3).tolist()}")
     bad = manifest[manifest["status"] != "ok"]
     log.info("manifest: %d videos, %d classes, %d unusable", len(manifest), len(classes), len(bad))
     for _, row in bad.head(10).iterrows():
@@ -79,14 +136,46 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Load a manifest with ids and names kept as strings (never parsed as numbers)."""
-    return pd.read_csv(path, dtype={"video_id": str, "path": str, "label_name": str},
-                       keep_default_na=False, encoding="utf-8")
+    text = {c: str for c in ("video_id", "path", "label_name", "labels", "label_names", "keypoints")}
+    return pd.read_csv(path, dtype=text, keep_default_na=False, encoding="utf-8")
+
+
+def is_multilabel(table: pd.DataFrame) -> bool:
+    """Multi-label tables (manifest, logits) carry ``labels`` ("3;17") instead of ``label``."""
+    return "labels" in table.columns
+
+
+def parse_labels(field: str) -> list[int]:
+    """Class indices of one multi-label ``labels`` field ("" = no action)."""
+    return [int(v) for v in str(field).split(LABEL_SEPARATOR) if v != ""]
 
 
 def class_names(manifest: pd.DataFrame) -> list[str]:
-    """Class names in label order."""
+    """Class names in label order (multi-label: every class some video carries)."""
+    if is_multilabel(manifest):
+        pairs = {}
+        for labels, names in zip(manifest["labels"], manifest["label_names"]):
+            pairs.update(zip(parse_labels(labels), [n for n in names.split(LABEL_SEPARATOR) if n]))
+        return [pairs.get(i, f"class_{i:03d}") for i in range(max(pairs, default=-1) + 1)]
     pairs = manifest[["label", "label_name"]].drop_duplicates().sort_values("label")
     return pairs["label_name"].tolist()
+
+
+def label_table(targets: np.ndarray) -> pd.DataFrame:
+    """The label column of exported tables: ``label`` indices, or ``labels`` "3;17" strings."""
+    if targets.ndim == 2:
+        return pd.DataFrame({"labels": [LABEL_SEPARATOR.join(map(str, np.flatnonzero(t))) for t in targets]})
+    return pd.DataFrame({"label": targets})
+
+
+def label_targets(table: pd.DataFrame, num_classes: int) -> np.ndarray:
+    """N class indices (int64), or N x K multi-hot (float32) for multi-label tables."""
+    if not is_multilabel(table):
+        return table["label"].to_numpy(dtype=np.int64)
+    hot = np.zeros((len(table), num_classes), np.float32)
+    for i, field in enumerate(table["labels"]):
+        hot[i, parse_labels(field)] = 1.0
+    return hot
 
 
 def split_subset(manifest: pd.DataFrame, split: int, subset: str) -> pd.DataFrame:

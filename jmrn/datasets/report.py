@@ -7,6 +7,10 @@ from collections import defaultdict
 log = logging.getLogger(__name__)
 
 
+class DatasetError(ValueError):
+    """A dataset or its configuration cannot be used; the message says what to fix (one line)."""
+
+
 class DatasetProblems:
     """Problems grouped by kind; each kind is logged once as a count with its first examples."""
 
@@ -28,3 +32,10 @@ class DatasetProblems:
     def log(self) -> None:
         for line in self.summary():
             log.warning(line)
+
+    def settle(self, on_problem: str) -> None:
+        """Log every kind; with ``on_problem: fail`` stop with all of them on one line."""
+        self.log()
+        if self.items and on_problem == "fail":
+            raise DatasetError("dataset problems (set dataset.on_problem: warn to record and skip "
+                               "them instead): " + " | ".join(self.summary()))

@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from jmrn.datasets.report import DatasetProblems
+from jmrn.datasets.files import require_file
+from jmrn.datasets.report import DatasetError, DatasetProblems
 from jmrn.safe_pickle import safe_load
 
 
@@ -22,7 +23,7 @@ def read_skeleton_file(path: str) -> tuple[dict[str, dict[str, Any]], dict[str, 
     """(frame_dir -> annotation, split name -> frame_dirs), unpickled once per process."""
     data = safe_load(path)
     if not isinstance(data, dict) or "annotations" not in data:
-        raise ValueError(f"{path}: not an mmaction2 skeleton file (no 'annotations' key)")
+        raise DatasetError(f"{path}: not an mmaction2 skeleton file (no 'annotations' key)")
     annotations = {str(a["frame_dir"]): a for a in data["annotations"]}
     splits = {str(k): [str(v) for v in vs] for k, vs in data.get("split", {}).items()}
     return annotations, splits
@@ -39,25 +40,25 @@ def read_label_names(path: str | os.PathLike | None, n: int) -> list[str]:
         return [f"class_{i:03d}" for i in range(n)]
     names = [line.strip() for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
     if len(names) < n:
-        raise ValueError(f"{path} names {len(names)} classes but the labels go up to {n - 1}")
+        raise DatasetError(f"{path} names {len(names)} classes but the labels go up to {n - 1}")
     return names
 
 
 def load(annotation: str, split_map: dict[str, dict[str, str]], splits: list[int],
          label_names: str | None, problems: DatasetProblems) -> pd.DataFrame:
     """Manifest rows for every annotation; probing comes from the annotation itself."""
-    if not Path(annotation).is_file():
-        raise FileNotFoundError(f"skeleton file {annotation} does not exist (config dataset.annotation)")
+    require_file(annotation, "dataset.annotation")
     annotations, published = read_skeleton_file(str(annotation))
     names = read_label_names(label_names, 1 + max(int(a["label"]) for a in annotations.values()))
     membership: dict[str, dict[str, str]] = {vid: {} for vid in annotations}
     for k in splits:
         mapping = split_map.get(str(k))
         if not mapping:
-            raise ValueError(f"dataset.split_map has no entry for split {k}")
+            raise DatasetError(f"dataset.split_map has no entry for split {k}")
         for subset, name in mapping.items():
             if name not in published:
-                raise ValueError(f"split {name!r} is not in {annotation}; it has {sorted(published)}")
+                raise DatasetError(f"split {name!r} (config dataset.split_map) is not in {annotation}; "
+                                   f"it has {sorted(published)}")
             for vid in published[name]:
                 if vid not in annotations:
                     problems.add("split entry without annotation", f"{name}: {vid}")

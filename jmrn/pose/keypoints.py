@@ -22,7 +22,14 @@ OPENPOSE18: tuple[str, ...] = (
     "left_elbow", "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip",
     "left_knee", "left_ankle", "right_eye", "left_eye", "right_ear", "left_ear",
 )
-LAYOUTS: dict[str, tuple[str, ...]] = {"coco17": COCO17, "openpose18": OPENPOSE18, "jmrn18": JOINTS}
+# JHMDB's 15-joint puppet (joint_positions.mat): its "face" is our nose; the belly has no match.
+JHMDB15: tuple[str, ...] = (
+    "neck", "belly", "nose", "right_shoulder", "left_shoulder", "right_hip", "left_hip",
+    "right_elbow", "left_elbow", "right_knee", "left_knee", "right_wrist", "left_wrist",
+    "right_ankle", "left_ankle",
+)
+LAYOUTS: dict[str, tuple[str, ...]] = {"coco17": COCO17, "openpose18": OPENPOSE18, "jmrn18": JOINTS,
+                                       "jhmdb15": JHMDB15}
 
 
 def convert_layout(kp: np.ndarray, score: np.ndarray, layout: str | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -77,8 +84,10 @@ class KeypointsBackend(PoseBackend):
     """Renders heatmaps from keypoints instead of video frames.
 
     A manifest row either carries the arrays itself (``keypoint`` M x T x V x 2,
-    ``keypoint_score`` M x T x V, ``img_shape`` (h, w)), or its ``path`` is an mmaction2
-    skeleton pickle holding an annotation whose ``frame_dir`` is the row's ``video_id``."""
+    ``keypoint_score`` M x T x V, ``img_shape`` (h, w)); or names a per-video joint file in its
+    ``keypoints`` column (JHMDB ``joint_positions.mat``; the frame size is the row's); or its
+    ``path`` is an mmaction2 skeleton pickle holding an annotation whose ``frame_dir`` is the
+    row's ``video_id``."""
 
     name = "keypoints"
 
@@ -92,14 +101,24 @@ class KeypointsBackend(PoseBackend):
     def attrs(self) -> dict[str, Any]:
         return {**super().attrs(), "sigma": self.sigma, "layout": self.layout}
 
-    def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
+    @staticmethod
+    def source(video: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+        """(keypoints M x T x V x 2, scores M x T x V, source (h, w)) of one manifest row."""
+        if video.get("keypoints"):
+            from jmrn.datasets.jhmdb import read_joint_positions
+
+            kp, score = read_joint_positions(video["keypoints"])
+            return kp, score, (int(video["height"]), int(video["width"]))
         if "keypoint" not in video:
             from jmrn.datasets.skeleton import load_annotations
 
             video = load_annotations(str(video["path"]))[str(video["video_id"])]
-        kp, score = convert_layout(np.asarray(video["keypoint"], np.float32),
-                                   np.asarray(video["keypoint_score"], np.float32), self.layout)
-        src_hw = tuple(int(v) for v in video["img_shape"])
+        return (np.asarray(video["keypoint"], np.float32), np.asarray(video["keypoint_score"], np.float32),
+                tuple(int(v) for v in video["img_shape"]))
+
+    def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
+        kp, score, src_hw = self.source(video)
+        kp, score = convert_layout(kp, score, self.layout)
         for start in range(0, kp.shape[1], self.batch_size):
             sl = slice(start, start + self.batch_size)
             yield to_uint8(render_heatmaps(kp[:, sl], score[:, sl], src_hw,

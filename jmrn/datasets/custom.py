@@ -1,0 +1,90 @@
+"""Users' own data: a folder of ``<class>/<video>`` files, or a CSV ``path,label[,split]``.
+
+Without split information each split is a stratified, seed-free hold-out of
+``dataset.test_fraction`` of every class (see ``files.holdout_splits``). A CSV ``split`` column
+(``train``, ``test`` or ``-``) defines split 1; columns ``split1..k`` define several.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pandas as pd
+
+from jmrn.datasets.files import holdout_splits, is_video, require_dir, require_file
+from jmrn.datasets.report import DatasetError, DatasetProblems
+
+SUBSETS = ("train", "test", "-")
+
+
+def _dedupe(rows: list[dict], problems: DatasetProblems) -> list[dict]:
+    seen: dict[str, str] = {}
+    kept = []
+    for row in rows:
+        if row["video_id"] in seen:
+            problems.add("duplicate video id (later one ignored)",
+                         f"{row['path']} (also {seen[row['video_id']]})")
+            continue
+        seen[row["video_id"]] = row["path"]
+        kept.append(row)
+    return kept
+
+
+def _add_holdout(rows: list[dict], splits: list[int], test_fraction: float) -> None:
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        by_class[row["label_name"]].append(row["video_id"])
+    assignment = holdout_splits(by_class, splits, test_fraction)
+    for row in rows:
+        row.update(assignment[row["video_id"]])
+
+
+def load_folder(video_root: str | Path, splits: list[int], test_fraction: float,
+                problems: DatasetProblems) -> pd.DataFrame:
+    """Every video of every class folder, split by hold-out."""
+    root = require_dir(video_root, "dataset.video_root")
+    rows = [{"video_id": f.stem, "path": str(f), "label_name": d.name}
+            for d in sorted(p for p in root.iterdir() if p.is_dir())
+            for f in sorted(d.iterdir()) if is_video(f)]
+    if not rows:
+        raise DatasetError(f"no videos in class folders under {root} (config dataset.video_root)")
+    rows = _dedupe(rows, problems)
+    _add_holdout(rows, splits, test_fraction)
+    return pd.DataFrame(rows)
+
+
+def load_csv(annotation: str | Path, splits: list[int], test_fraction: float,
+             problems: DatasetProblems) -> pd.DataFrame:
+    """Rows of a ``path,label[,split | split1..k]`` CSV; relative paths start at the CSV's folder."""
+    csv = require_file(annotation, "dataset.annotation")
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8")
+    if not {"path", "label"} <= set(table.columns):
+        raise DatasetError(f"{csv}: needs columns 'path' and 'label' (has {list(table.columns)})")
+    split_columns = {k: f"split{k}" if f"split{k}" in table.columns else None for k in splits}
+    if "split" in table.columns and split_columns.get(1) is None:
+        split_columns[1] = "split"
+    given = {k: c for k, c in split_columns.items() if c}
+    if given and len(given) != len(splits):
+        raise DatasetError(f"{csv}: has split columns for splits {sorted(given)} but dataset.splits "
+                           f"is {splits}; add the missing columns or drop those splits")
+    rows = []
+    for lineno, r in zip(table.index + 2, table.to_dict("records")):
+        path, label = Path(r["path"].strip()), r["label"].strip()
+        if not r["path"].strip() or not label:
+            problems.add("bad CSV line (skipped)", f"{csv.name}:{lineno}: empty path or label")
+            continue
+        row = {"video_id": path.stem, "path": str(path if path.is_absolute() else csv.parent / path),
+               "label_name": label}
+        bad = [r[c] for c in given.values() if r[c].strip() not in SUBSETS]
+        if bad:
+            problems.add("bad split value (line skipped)", f"{csv.name}:{lineno}: {bad[0]!r} "
+                         f"(expected one of {', '.join(SUBSETS)})")
+            continue
+        row.update({f"split{k}": r[c].strip() for k, c in given.items()})
+        rows.append(row)
+    if not rows:
+        raise DatasetError(f"{csv}: no usable lines")
+    rows = _dedupe(rows, problems)
+    if not given:
+        _add_holdout(rows, splits, test_fraction)
+    return pd.DataFrame(rows)

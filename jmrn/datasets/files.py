@@ -1,0 +1,64 @@
+"""File-system helpers shared by the dataset adapters: checked paths, video lookup, hold-out splits."""
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterable
+from pathlib import Path
+
+from jmrn.datasets.report import DatasetError, DatasetProblems
+
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
+
+
+def require_dir(path: str | os.PathLike, key: str) -> Path:
+    """The folder named by config key ``key``, or a one-line error saying which key to fix."""
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(f"folder {path} does not exist (config {key})")
+    return path
+
+
+def require_file(path: str | os.PathLike, key: str) -> Path:
+    """The file named by config key ``key``, or a one-line error saying which key to fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"file {path} does not exist (config {key})")
+    return path
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")
+
+
+def index_videos(root: Path, problems: DatasetProblems) -> dict[str, Path]:
+    """Every video under ``root`` (recursively) by file stem; one walk, whatever the layout."""
+    found: dict[str, Path] = {}
+    for folder, _, names in os.walk(root):
+        for name in sorted(names):
+            path = Path(folder, name)
+            if not is_video(path):
+                continue
+            if path.stem in found:
+                problems.add("duplicate video name", f"{path} (also {found[path.stem]})")
+                continue
+            found[path.stem] = path
+    return found
+
+
+def holdout_splits(ids_by_class: dict[str, list[str]], splits: Iterable[int],
+                   test_fraction: float) -> dict[str, dict[str, str]]:
+    """Stratified train/test hold-out per split for data without split files.
+
+    Deterministic without a seed: within each class, videos are ranked by crc32 of
+    ``"<split>:<video_id>"`` and the first ``round(n * test_fraction)`` (at least one when a class
+    has two or more videos) are test. Returns video_id -> {"split<k>": "train" | "test"}."""
+    result: dict[str, dict[str, str]] = {}
+    for ids in ids_by_class.values():
+        for k in splits:
+            ranked = sorted(ids, key=lambda v: (zlib.crc32(f"{k}:{v}".encode("utf-8")), v))
+            n_test = round(len(ranked) * test_fraction)
+            n_test = min(max(n_test, 1 if len(ranked) >= 2 else 0), len(ranked) - 1)
+            for rank, vid in enumerate(ranked):
+                result.setdefault(vid, {})[f"split{k}"] = "test" if rank < n_test else "train"
+    return result
