@@ -104,7 +104,8 @@ class PotionAccumulator:
             w_lo, w_hi = w_lo / sums[self.segment], w_hi / sums[self.segment + 1]
         self.w_lo = w_lo.astype(np.float32)
         self.w_hi = w_hi.astype(np.float32)
-        self.sum = np.zeros((channels, int(np.prod(self.shape))), np.float32)  # C x (J*H*W)
+        # C x (J*H*W): U, already divided by the channel weight sums for `area`
+        self.sum = np.zeros((channels, int(np.prod(self.shape))), np.float32)
         self.seen = 0
 
     def update(self, frames: np.ndarray) -> None:

@@ -88,7 +88,7 @@ def load_split(potion_path: str | os.PathLike, manifest_csv: str | os.PathLike, 
     ids = rows["video_id"].tolist()
     x = torch.from_numpy(store.load(ids))
     classes = class_names(manifest)
-    y = torch.from_numpy(label_targets(rows, len(classes)))
+    y = torch.tensor(label_targets(rows, len(classes)))  # a copy: pandas arrays are read-only
     return ids, x, y, classes
 
 

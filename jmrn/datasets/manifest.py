@@ -63,13 +63,17 @@ def _probe_row(path: str) -> dict[str, Any]:
             "status": "ok"}
 
 
-def _encode_labels(rows: pd.DataFrame) -> tuple[pd.DataFrame, list[str], list[str]]:
-    """Class indices from names: ``label`` (single-label) or ``labels`` ("3;17", multi-label)."""
+def _encode_labels(rows: pd.DataFrame, classes: list[str] | None
+                   ) -> tuple[pd.DataFrame, list[str], list[str]]:
+    """Class indices from names: ``label`` (single-label) or ``labels`` ("3;17", multi-label).
+
+    ``classes`` is the adapter's class order (Charades' file, the shared Kinetics classes);
+    without it classes are sorted by name."""
     multilabel = "label_names" in rows
     if multilabel:
-        classes = list(rows.attrs.get("classes") or sorted({n for ns in rows["label_names"] for n in ns}))
+        classes = list(classes or sorted({n for ns in rows["label_names"] for n in ns}))
     else:
-        classes = list(rows.attrs.get("classes") or sorted(rows["label_name"].unique()))
+        classes = list(classes or sorted(rows["label_name"].unique()))
     bad = [c for c in classes if LABEL_SEPARATOR in c]
     if multilabel and bad:
         raise DatasetError(f"class names may not contain {LABEL_SEPARATOR!r}: {bad[:3]}")
@@ -100,11 +104,10 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
     rows = _load_rows(dataset, splits, problems)
     if rows.empty:
         raise DatasetError(f"the {dataset['adapter']} adapter found no videos; check the dataset paths")
-    attrs = dict(rows.attrs)
-    rows = _drop_duplicate_ids(rows, problems)
-    rows.attrs = attrs
+    adapter_classes = rows.attrs.get("classes")
+    rows = _drop_duplicate_ids(rows, problems).reset_index(drop=True)
     problems.settle(dataset.get("on_problem", "warn"))
-    rows, classes, label_columns = _encode_labels(rows.reset_index(drop=True))
+    rows, classes, label_columns = _encode_labels(rows, adapter_classes)
     if "status" in rows:  # the adapter already knows frames and sizes (keypoint files)
         manifest = rows
     else:
