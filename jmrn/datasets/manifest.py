@@ -26,6 +26,7 @@ from jmrn.video import VideoError, probe
 log = logging.getLogger(__name__)
 
 LABEL_SEPARATOR = ";"
+ADAPTERS = ("demo", "hmdb51", "jhmdb", "charades", "kinetics_mimetics", "skeleton", "folder", "csv")
 
 
 def _load_rows(dataset: dict[str, Any], splits: list[int], problems: DatasetProblems) -> pd.DataFrame:
@@ -49,9 +50,6 @@ def _load_rows(dataset: dict[str, Any], splits: list[int], problems: DatasetProb
     if adapter == "csv":
         return custom.load_csv(dataset["annotation"], splits, holdout, problems)
     raise DatasetError(f"unknown dataset adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
-
-
-ADAPTERS = ("demo", "hmdb51", "jhmdb", "charades", "kinetics_mimetics", "skeleton", "folder", "csv")
 
 
 def _probe_row(path: str) -> dict[str, Any]:
