@@ -87,7 +87,7 @@ def fusion_table(fusion_files: Sequence[str], names: Sequence[str],
         return pd.DataFrame(columns=["fusion", "method"])
     long = pd.DataFrame(rows)
     wide = long.pivot_table(index=["fusion", "method"], columns="split", values="acc",
-                            aggfunc="first", sort=False, dropna=False)
+                            aggfunc="first", sort=False)
     table = wide.reset_index()[["fusion", "method"]]
     for split in wide.columns:
         table[f"{split} (%)"] = (wide[split].to_numpy(float) * 100).round(2)
