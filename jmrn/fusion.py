@@ -18,14 +18,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from jmrn.io import atomic_path, read_video_table, write_json
+from jmrn.io import VIDEO_TABLE_META, atomic_path, read_video_table, value_columns, write_json
 from jmrn.datasets.manifest import label_targets
 from jmrn.metrics import evaluate
 
 log = logging.getLogger(__name__)
-
-META_COLUMNS = ("video_id", "subset", "label", "labels")  # "labels": multi-label datasets
-
 
 def fit_scalar_weights(logits: np.ndarray, labels: np.ndarray, multilabel: bool = False,
                        steps: int = 300) -> np.ndarray:
@@ -83,7 +80,7 @@ def read_external(spec: Mapping[str, str], subset: str, split: int) -> pd.DataFr
 
 def checked_columns(table: pd.DataFrame, classes: list[str], name: str) -> pd.DataFrame:
     """The table with its class columns named and ordered as ``classes``, or a clear error."""
-    other = [c for c in table.columns if c not in META_COLUMNS]
+    other = value_columns(table)
     if other and all(isinstance(c, int) for c in other):  # .npy without class names: positional
         if len(other) != len(classes):
             raise ValueError(f"{name}: {len(other)} columns of logits but {len(classes)} classes")
@@ -123,8 +120,8 @@ def load_modalities(names: Sequence[str], internal: Mapping[str, str],
     if first is None:
         raise ValueError("a fusion needs at least one of our variants (it defines labels and subsets)")
     ref_table = read_video_table(internal[first])
-    classes = [c for c in ref_table.columns if c not in META_COLUMNS]
-    reference = ref_table[[c for c in META_COLUMNS if c in ref_table]].reset_index(drop=True)
+    classes = value_columns(ref_table)
+    reference = ref_table[[c for c in VIDEO_TABLE_META if c in ref_table]].reset_index(drop=True)
     stacked = []
     for name in names:
         if name in internal:

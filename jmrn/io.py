@@ -48,6 +48,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+# Per-video columns of logits / joint-weight tables that are not values ("labels": multi-label).
+VIDEO_TABLE_META = ("video_id", "subset", "label", "labels")
+
+
+def value_columns(table: Any) -> list[str]:
+    """The class (or joint) columns of a per-video table, in file order."""
+    return [c for c in table.columns if c not in VIDEO_TABLE_META]
+
+
 def read_video_table(path: str | os.PathLike) -> Any:
     """A per-video CSV (logits, joint weights): ids stay strings, nothing is parsed as NaN."""
     import pandas as pd

@@ -51,11 +51,17 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
     }
 
 
+def top1_hits(targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per video (targets N x K, one- or multi-hot): is the top-scored class a true one?"""
+    if not len(targets):
+        return np.zeros(0, bool)
+    return targets[np.arange(len(targets)), scores.argmax(axis=1)] > 0
+
+
 def multilabel_metrics(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """Charades-style metrics: mAP over classes with a positive test video (videos without any
     action stay in the ranking), and how often the top-scored class is one of the labels."""
-    top = scores.argmax(axis=1) if len(scores) else np.zeros(0, np.int64)
-    hits = targets[np.arange(len(targets)), top] > 0 if len(targets) else np.zeros(0, bool)
+    hits = top1_hits(targets, scores)
     return {
         "mAP": mean_average_precision(targets, scores),
         "top1": float(hits.mean()) if len(hits) else float("nan"),

@@ -14,8 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jmrn.io import atomic_path, read_video_table  # noqa: E402
-from jmrn.metrics import average_precision  # noqa: E402
+from jmrn.datasets.manifest import (  # noqa: E402
+    LABEL_SEPARATOR, class_names, label_targets, parse_labels, read_manifest)
+from jmrn.io import atomic_path, read_video_table, value_columns  # noqa: E402
+from jmrn.metrics import average_precision, top1_hits  # noqa: E402
 from jmrn.store import PotionStore  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -110,23 +112,22 @@ def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], ou
 
 def _targets(table: pd.DataFrame, num_classes: int) -> np.ndarray:
     """N x K 0/1 matrix of true classes (one-hot, or multi-hot for multi-label tables)."""
-    from jmrn.datasets.manifest import label_targets
-
     y = label_targets(table, num_classes)
     return y if y.ndim == 2 else np.eye(num_classes, dtype=np.float32)[y]
 
 
-def test_predictions(logits_csv: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Class names, N x K true-class matrix and N x K scores of a logits.csv's test rows."""
+def test_predictions(logits_csv: str) -> tuple[list[str], np.ndarray, np.ndarray, bool]:
+    """Class names, N x K true-class matrix, N x K scores of a logits.csv's test rows, and
+    whether the table is multi-label."""
     table = read_video_table(logits_csv)
     test = table[table["subset"] == "test"]
-    classes = [c for c in table.columns if c not in ("video_id", "subset", "label", "labels")]
-    return classes, _targets(test, len(classes)), test[classes].to_numpy(float)
+    classes = value_columns(table)
+    return classes, _targets(test, len(classes)), test[classes].to_numpy(float), "labels" in table
 
 
 def plot_confusion(logits_csv: str, out_png: str, title: str) -> None:
     """Rows: true class (each label of a multi-label video counts), columns: top-1 prediction."""
-    classes, truth, scores = test_predictions(logits_csv)
+    classes, truth, scores, _ = test_predictions(logits_csv)
     k = len(classes)
     predicted = np.eye(k)[scores.argmax(1)] if len(scores) else np.zeros((0, k))
     cm = truth.T @ predicted
@@ -147,7 +148,7 @@ def plot_joint_weights(joint_weight_csv: str, classes: Sequence[str], out_png: s
     table = read_video_table(joint_weight_csv)
     fig, ax = plt.subplots(figsize=(9, 1 + 0.35 * len(classes)))
     if len(table):
-        joints = [c for c in table.columns if c not in ("video_id", "subset", "label", "labels")]
+        joints = value_columns(table)
         truth = _targets(table, len(classes))  # N x K
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = (truth.T @ table[joints].to_numpy(float)) / truth.sum(0)[:, None]
@@ -165,7 +166,7 @@ def per_class_scores(truth: np.ndarray, scores: np.ndarray, multilabel: bool) ->
     the class has no test video."""
     if multilabel:
         return np.array([average_precision(truth[:, k], scores[:, k]) for k in range(truth.shape[1])]) * 100
-    hits = truth[np.arange(len(truth)), scores.argmax(1)] if len(truth) else np.zeros(0)
+    hits = top1_hits(truth, scores)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (truth * hits[:, None]).sum(0) / truth.sum(0) * 100
 
@@ -177,8 +178,7 @@ def plot_per_class_accuracy(logits_files: Sequence[str], labels: Sequence[str], 
     classes: list[str] = []
     multilabel = False
     for i, (path, label) in enumerate(zip(logits_files, labels)):
-        multilabel = "labels" in read_video_table(path).columns
-        classes, truth, scores = test_predictions(path)
+        classes, truth, scores, multilabel = test_predictions(path)
         width = 0.8 / max(len(labels), 1)
         ax.bar(np.arange(len(classes)) + i * width, per_class_scores(truth, scores, multilabel),
                width, label=label)
@@ -207,8 +207,8 @@ def plot_potion_examples(potion_path: str, manifest: pd.DataFrame, out_png: str,
     usable = manifest[manifest["video_id"].isin(store.index)].sort_values("video_id")
     if "labels" in usable:  # multi-label: a video stands for its first class
         usable = usable[usable["labels"] != ""].assign(
-            label=lambda t: t["labels"].str.split(";").str[0].astype(int),
-            label_name=lambda t: t["label_names"].str.split(";").str[0])
+            label=lambda t: t["labels"].map(lambda f: parse_labels(f)[0]),
+            label_name=lambda t: t["label_names"].str.split(LABEL_SEPARATOR).str[0])
     examples = usable.groupby("label", sort=True).head(1).sort_values("label")
     n = len(examples)
     cols = min(5, max(n, 1))
@@ -236,8 +236,6 @@ def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Seq
                  fusion_names: Sequence[str], focus_logits: str, joint_weights: str,
                  out: dict[str, str], metric: str = "mean_class_accuracy") -> None:
     """Snakemake entry: every table and plot of the report rule."""
-    from jmrn.datasets.manifest import class_names, read_manifest
-
     manifest = read_manifest(manifest_csv)
     classes = class_names(manifest)
     summary = summary_table(metrics, dataset, metric)

@@ -286,11 +286,13 @@ def test_csv_adapter_relative_paths_splits_and_bad_lines(tiny_demo, tmp_path, ca
             rows.append(f'"{rel}",{d.name},{"test" if i < 2 else "train"}')
     rows.append('"clips/nowhere/gone (1).avi",ghost,train')  # missing file
     rows.append('"clips/x.avi",ghost,validation')  # bad split value
+    rows.append('"clips/spare.avi",ghost,-')  # in no split: kept, reported
     (data / "labels.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
     dataset = {"adapter": "csv", "annotation": str(data / "labels.csv"), "splits": [1]}
     with caplog.at_level(logging.WARNING):
         manifest, store = to_potion(dataset, tmp_path)
     assert "bad split value (line skipped): 1" in caplog.text and "'validation'" in caplog.text
+    assert "video in no split (kept, unused): 1 — e.g. spare" in caplog.text
     gone = manifest.set_index("video_id").loc["gone (1)"]
     assert gone["status"] == "missing file" and gone["label_name"] == "ghost"
     assert (manifest.groupby("label_name")["split1"].apply(lambda s: (s == "test").sum()).drop("ghost") == 2).all()

@@ -1,60 +1,33 @@
 """Users' own data: a folder of ``<class>/<video>`` files, or a CSV ``path,label[,split]``.
 
-Without split information each split is a stratified, seed-free hold-out of
+Rows without split columns get the manifest's stratified, seed-free hold-out of
 ``dataset.test_fraction`` of every class (see ``files.holdout_splits``). A CSV ``split`` column
 (``train``, ``test`` or ``-``) defines split 1; columns ``split1..k`` define several.
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
 
-from jmrn.datasets.files import holdout_splits, is_video, require_dir, require_file
+from jmrn.datasets.files import is_video, require_dir, require_file
 from jmrn.datasets.report import DatasetError, DatasetProblems
 
 SUBSETS = ("train", "test", "-")
 
 
-def _dedupe(rows: list[dict], problems: DatasetProblems) -> list[dict]:
-    seen: dict[str, str] = {}
-    kept = []
-    for row in rows:
-        if row["video_id"] in seen:
-            problems.add("duplicate video id (later one ignored)",
-                         f"{row['path']} (also {seen[row['video_id']]})")
-            continue
-        seen[row["video_id"]] = row["path"]
-        kept.append(row)
-    return kept
-
-
-def _add_holdout(rows: list[dict], splits: list[int], test_fraction: float) -> None:
-    by_class: dict[str, list[str]] = defaultdict(list)
-    for row in rows:
-        by_class[row["label_name"]].append(row["video_id"])
-    assignment = holdout_splits(by_class, splits, test_fraction)
-    for row in rows:
-        row.update(assignment[row["video_id"]])
-
-
-def load_folder(video_root: str | Path, splits: list[int], test_fraction: float,
-                problems: DatasetProblems) -> pd.DataFrame:
-    """Every video of every class folder, split by hold-out."""
+def load_folder(video_root: str | Path) -> pd.DataFrame:
+    """Every video of every class folder (no split columns: the manifest holds out)."""
     root = require_dir(video_root, "dataset.video_root")
     rows = [{"video_id": f.stem, "path": str(f), "label_name": d.name}
             for d in sorted(p for p in root.iterdir() if p.is_dir())
             for f in sorted(d.iterdir()) if is_video(f)]
     if not rows:
         raise DatasetError(f"no videos in class folders under {root} (config dataset.video_root)")
-    rows = _dedupe(rows, problems)
-    _add_holdout(rows, splits, test_fraction)
     return pd.DataFrame(rows)
 
 
-def load_csv(annotation: str | Path, splits: list[int], test_fraction: float,
-             problems: DatasetProblems) -> pd.DataFrame:
+def load_csv(annotation: str | Path, splits: list[int], problems: DatasetProblems) -> pd.DataFrame:
     """Rows of a ``path,label[,split | split1..k]`` CSV; relative paths start at the CSV's folder."""
     csv = require_file(annotation, "dataset.annotation")
     table = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8")
@@ -84,7 +57,4 @@ def load_csv(annotation: str | Path, splits: list[int], test_fraction: float,
         rows.append(row)
     if not rows:
         raise DatasetError(f"{csv}: no usable lines")
-    rows = _dedupe(rows, problems)
-    if not given:
-        _add_holdout(rows, splits, test_fraction)
     return pd.DataFrame(rows)

@@ -81,6 +81,4 @@ def load(video_root: str | Path, split_dir: str | Path, splits: list[int],
     for row in rows.values():
         for k in splits:
             row.setdefault(f"split{k}", "-")
-        if all(row[f"split{k}"] == "-" for k in splits):
-            problems.add("video in no split (kept, unused)", row["path"])
     return pd.DataFrame(list(rows.values()))

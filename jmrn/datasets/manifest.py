@@ -19,6 +19,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from jmrn.datasets import charades, custom, hmdb51, jhmdb, kinetics, skeleton
+from jmrn.datasets.files import holdout_splits
 from jmrn.datasets.report import DatasetError, DatasetProblems
 from jmrn.io import LogWriter, atomic_path
 from jmrn.video import VideoError, probe
@@ -44,11 +45,10 @@ def _load_rows(dataset: dict[str, Any], splits: list[int], problems: DatasetProb
     if adapter == "skeleton":
         return skeleton.load(dataset["annotation"], dataset["split_map"], splits,
                              dataset.get("label_names"), problems)
-    holdout = float(dataset.get("test_fraction", 0.3))
     if adapter == "folder":
-        return custom.load_folder(dataset["video_root"], splits, holdout, problems)
+        return custom.load_folder(dataset["video_root"])
     if adapter == "csv":
-        return custom.load_csv(dataset["annotation"], splits, holdout, problems)
+        return custom.load_csv(dataset["annotation"], splits, problems)
     raise DatasetError(f"unknown dataset adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
 
 
@@ -91,6 +91,22 @@ def _drop_duplicate_ids(rows: pd.DataFrame, problems: DatasetProblems) -> pd.Dat
     return rows[~dup]
 
 
+def _assign_splits(rows: pd.DataFrame, splits: list[int], test_fraction: float,
+                   problems: DatasetProblems) -> pd.DataFrame:
+    """Rows without split columns (folders, CSVs without them) get the stratified hold-out;
+    videos that end up in no split are reported (they stay in the manifest, unused)."""
+    columns = [f"split{k}" for k in splits]
+    if not any(c in rows for c in columns):
+        by_class = rows.groupby("label_name", sort=True)["video_id"].apply(list).to_dict()
+        assignment = holdout_splits(by_class, splits, test_fraction)
+        for c in columns:
+            rows[c] = [assignment[v][c] for v in rows["video_id"]]
+    unused = (rows[columns] == "-").all(axis=1)
+    for vid in rows.loc[unused, "video_id"]:
+        problems.add("video in no split (kept, unused)", vid)
+    return rows
+
+
 def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads: int = 1) -> pd.DataFrame:
     """Build and write ``manifest.csv`` for the configured dataset.
 
@@ -104,6 +120,7 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
         raise DatasetError(f"the {dataset['adapter']} adapter found no videos; check the dataset paths")
     adapter_classes = rows.attrs.get("classes")
     rows = _drop_duplicate_ids(rows, problems).reset_index(drop=True)
+    rows = _assign_splits(rows, splits, float(dataset.get("test_fraction", 0.3)), problems)
     problems.settle(dataset.get("on_problem", "warn"))
     rows, classes, label_columns = _encode_labels(rows, adapter_classes)
     if "status" in rows:  # the adapter already knows frames and sizes (keypoint files)

@@ -74,7 +74,5 @@ def load(annotation: str, split_map: dict[str, dict[str, str]], splits: list[int
                "height": int(a["img_shape"][0]), "status": "ok" if ok else "no keypoints"}
         for k in splits:
             row[f"split{k}"] = membership[vid].get(f"split{k}", "-")
-        if all(row[f"split{k}"] == "-" for k in splits):
-            problems.add("video in no split", vid)
         rows.append(row)
     return pd.DataFrame(rows)
