@@ -2,7 +2,7 @@
 # Run `snakemake --cores all all`; another dataset: `--configfile config/<dataset>.yaml`.
 from snakemake.utils import min_version, validate
 
-from jmrn.config import check_config, train_settings
+from jmrn.config import check_config, resolve_variant, train_settings
 
 min_version("9.0")
 
@@ -27,11 +27,6 @@ rule all:
     input:
         REPORT_OUTPUTS.values(),
         # Named explicitly so that a deleted model or metrics file is rebuilt by `all`.
-        expand(
-            "results/{dataset}/split{split}/{variant}/{file}",
-            dataset=DATASET,
-            split=SPLITS,
-            variant=VARIANTS,
-            file=["model.pt", "metrics.json"],
-        ),
+        run_file("model.pt", split=SPLITS, variant=VARIANTS, seed=SEEDS),
+        run_file("metrics.json", split=SPLITS, variant=VARIANTS, seed=SEEDS),
     default_target: True

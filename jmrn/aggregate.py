@@ -10,7 +10,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from jmrn.config import fingerprint
-from jmrn.datasets.manifest import read_manifest, write_csv
+from jmrn.tables import read_manifest, write_csv
 from jmrn.io import LogWriter
 from jmrn.potion import PotionAccumulator
 from jmrn.store import HeatmapShard, write_potion_store

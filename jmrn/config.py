@@ -1,9 +1,17 @@
-"""Configuration helpers: fingerprints that tie stored outputs to the settings that made them."""
+"""Configuration helpers: variant resolution, cross-field checks and fingerprints."""
 from __future__ import annotations
 
 import hashlib
 import json
 from typing import Any
+
+# Model options each architecture accepts; the top-level ``model`` section holds defaults for
+# all variants and only the keys an architecture knows reach it.
+ARCH_OPTIONS = {
+    "potion": ("width", "extra_layers", "dropout"),
+    "jmrn": ("width", "siamese", "reweight", "hard_selector", "c_dim", "proj_dim",
+             "extractor_width", "extractor_layers", "dropout"),
+}
 
 
 def fingerprint(*parts: Any) -> str:
@@ -24,9 +32,17 @@ def check_config(config: dict[str, Any]) -> None:
         if name in variants:
             problems.append(f"external_logits {name!r} has the name of a variant")
     for name, spec in external.items():
-        for subset in ("train", "test"):
-            if str(spec[subset]).endswith(".npy") and f"{subset}_ids" not in spec:
+        for subset in ("train", "val", "test"):
+            if subset in spec and str(spec[subset]).endswith(".npy") and f"{subset}_ids" not in spec:
                 problems.append(f"external_logits {name!r}: a .npy {subset} file needs {subset}_ids")
+    for name, spec in config["variants"].items():
+        ref = spec.get("match_parameters")
+        if ref is not None and (ref not in variants or ref == name):
+            problems.append(f"variants.{name}.match_parameters names {ref!r}, which is not "
+                            "another variant")
+        elif ref is not None and config["variants"][ref].get("match_parameters"):
+            problems.append(f"variants.{name}.match_parameters names {ref!r}, which is itself "
+                            "matched to another variant")
     for fusion, members in (config.get("fusion") or {}).items():
         for name in members:
             if name not in config["run_variants"] and name not in external:
@@ -47,7 +63,33 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError("; ".join(problems))
 
 
-CONTRASTIVE_KEYS = ("contrastive_weight", "temperature", "warmup_epochs")
+CONTRASTIVE_KEYS = ("contrastive_weight", "temperature", "contrastive_ramp")
+
+
+def _resolve_one(config: dict[str, Any], name: str) -> dict[str, Any]:
+    spec = config["variants"][name]
+    arch = spec["arch"]
+    options = {**config["model"], **spec.get("model", {})}
+    model = {k: v for k, v in options.items() if k in ARCH_OPTIONS[arch]}
+    augment = {**config["augment"], **spec.get("augment", {})}
+    if not spec.get("paa", False):  # without pose-aware augmentation only the flip remains
+        augment.update(global_jitter=0.0, group_jitter=0.0)
+    uses_augment = augment["flip"] or augment["global_jitter"] or augment["group_jitter"] \
+        or augment["rotation"]
+    return {"arch": arch, "model": model, "augment": augment if uses_augment else None,
+            "contrastive": bool(spec.get("contrastive", False)) and arch == "jmrn",
+            "paa": bool(spec.get("paa", False))}
+
+
+def resolve_variant(config: dict[str, Any], name: str) -> dict[str, Any]:
+    """Everything that defines one variant, defaults applied: arch, model options, the
+    augmentation it trains with (None = none), the contrastive switch, and the variant whose
+    parameter count its size is matched to (``match``, resolved the same way) if any."""
+    resolved = {"name": name, **_resolve_one(config, name), "match": None}
+    ref = config["variants"][name].get("match_parameters")
+    if ref:
+        resolved["match"] = {"name": ref, **_resolve_one(config, ref)}
+    return resolved
 
 
 def train_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Export stage: logits of the training and test videos, metrics and selector joint weights."""
+"""Export stage: logits of the training, validation and test videos, metrics and joint weights."""
 from __future__ import annotations
 
 import logging
@@ -9,47 +9,57 @@ import pandas as pd
 import torch
 
 from jmrn.io import atomic_path, write_json
-from jmrn.datasets.manifest import label_table
 from jmrn.metrics import evaluate
+from jmrn.models import count_parameters
 from jmrn.pose.skeleton import JOINTS
+from jmrn.tables import label_table
 from jmrn.train import build_variant_model, load_split, predict, resolve_device
 
 log = logging.getLogger(__name__)
 
+HEADLINES = ("mean_class_accuracy", "top1", "top5", "mAP")
+
+
+def _no_nan(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
+
 
 def export_variant(potion_path: str, manifest_csv: str, split: int, variant: dict[str, Any],
                    model_path: str, device: str, out_logits: str, out_metrics: str,
-                   out_joint_weights: str, threads: int = 1) -> dict[str, float]:
-    """Write logits.csv (train and test rows), metrics.json (test) and joint_weights.csv."""
+                   out_joint_weights: str, seed: int, val_fraction: float,
+                   threads: int = 1) -> dict[str, Any]:
+    """Write logits.csv (train, val and test rows: fusion fits on val), metrics.json (test
+    metrics, val metrics, and what identifies the run: split, variant, seed, threads, size)
+    and joint_weights.csv (selector weights per video)."""
     torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
-    frames, weights_rows = [], []
-    metrics: dict[str, Any] = {}
-    model = None
-    for subset in ("train", "test"):
-        ids, x, y, classes = load_split(potion_path, manifest_csv, split, subset)
-        if model is None:
-            model = build_variant_model(variant, tuple(x.shape[1:]), len(classes))
-            model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
-        out = predict(model, x, len(classes), device=dev)
-        meta = pd.concat([pd.DataFrame({"video_id": ids, "subset": subset}), label_table(y.numpy())],
-                         axis=1)
-        frames.append(pd.concat([meta, pd.DataFrame(out["logits"], columns=classes)], axis=1))
+    data = load_split(potion_path, manifest_csv, split, ("train", "val", "test"), val_fraction)
+    first = data["train"]
+    model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
+    model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    frames, weights_rows, scores = [], [], {}
+    for subset, part in data.items():
+        out = predict(model, part.x, len(part.classes), device=dev)
+        meta = pd.concat([pd.DataFrame({"video_id": part.ids, "subset": subset}),
+                          label_table(part.y.numpy())], axis=1)
+        frames.append(pd.concat([meta, pd.DataFrame(out["logits"], columns=part.classes)], axis=1))
         if "joint_weights" in out:
             weights_rows.append(pd.concat([meta, pd.DataFrame(out["joint_weights"], columns=list(JOINTS))],
                                           axis=1))
-        if subset == "test":
-            metrics = evaluate(y.numpy(), out["logits"])
+        scores[subset] = evaluate(part.y.numpy(), out["logits"])
     with atomic_path(out_logits) as tmp:
         pd.concat(frames).to_csv(tmp, index=False)
     with atomic_path(out_joint_weights) as tmp:
         cols = [*frames[0].columns[:3], *JOINTS]
         (pd.concat(weights_rows) if weights_rows else pd.DataFrame(columns=cols)).to_csv(tmp, index=False)
-    metrics.update(split=split, variant=variant.get("name", ""),
-                   n_classes=int(len(frames[0].columns) - 3))
-    metrics = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
+    metrics = _no_nan(scores["test"])
+    metrics.update(
+        split=split, variant=variant.get("name", ""), seed=seed, threads=max(1, threads),
+        torch=torch.__version__, n_classes=len(first.classes), n_train=len(first.ids),
+        n_parameters=count_parameters(model), val=_no_nan(scores["val"]),
+    )
     write_json(out_metrics, metrics)
-    log.info("split %d %s on %d test videos: %s", split, metrics["variant"], metrics["n_test"],
-             ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
-                       if k in ("mean_class_accuracy", "top1", "top5", "mAP") and v is not None))
+    log.info("split %d %s seed %d on %d test videos: %s", split, metrics["variant"], seed,
+             metrics["n_test"], ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()
+                                          if k in HEADLINES and v is not None))
     return metrics

@@ -48,6 +48,15 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
+def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` atomically and reproducibly: through an open file, so the archive's
+    internal name does not come from the (per-process) temporary file name."""
+    import torch
+
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(obj, fh)
+
+
 # Per-video columns of logits / joint-weight tables that are not values ("labels": multi-label).
 VIDEO_TABLE_META = ("video_id", "subset", "label", "labels")
 

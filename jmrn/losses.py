@@ -24,12 +24,18 @@ def positive_mask(targets: torch.Tensor) -> torch.Tensor:
 
 def joint_contrastive_loss(embeddings: torch.Tensor, targets: torch.Tensor,
                            temperature: float = 0.3) -> torch.Tensor:
-    """Supervised contrastive loss per joint, summed over joints.
+    """Supervised contrastive loss per joint (paper eq. 1-2), averaged over anchors and joints.
 
-    embeddings: B x J x D unit vectors (B = both augmented views stacked); targets: B class
-    indices or B x K multi-hot. For anchor a and joint j:
-    L_aj = -1/|P(a)| sum_{p in P(a)} log(exp(z_a.z_p/t) / sum_{k != a} exp(z_a.z_k/t)).
-    Anchors without any positive in the batch contribute nothing (no NaN).
+    embeddings: B x J x D unit vectors z (B = both augmented views stacked); targets: B class
+    indices or B x K multi-hot (positives share any label). For anchor a and joint j (eq. 1):
+
+        L_aj = -1/|P(a)| * sum_{p in P(a)} log( exp(z_aj . z_pj / t) / sum_{k != a} exp(z_aj . z_kj / t) )
+
+    and the loss (eq. 2) is the mean of L_aj over the anchors that have a positive in the batch
+    and over the J joints: L = 1/J sum_j 1/|A| sum_{a in A} L_aj. This is the normalisation of
+    the public code, so its lambda values (0.05 JHMDB/Charades, 0.5 HMDB51) mean the same here;
+    a sum over joints would make the same lambda J times stronger. Anchors without a positive
+    contribute nothing (no NaN); a batch without any positive gives 0.
     """
     b = embeddings.shape[0]
     z = embeddings.transpose(0, 1)  # J x B x D
@@ -44,4 +50,4 @@ def joint_contrastive_loss(embeddings: torch.Tensor, targets: torch.Tensor,
     if not has_pos.any():
         return embeddings.sum() * 0.0
     per_anchor = -pos_log_prob[:, has_pos] / n_pos[has_pos]  # J x B'
-    return per_anchor.mean(dim=1).sum()
+    return per_anchor.mean()

@@ -14,23 +14,53 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from jmrn.datasets.manifest import (  # noqa: E402
-    LABEL_SEPARATOR, class_names, label_targets, parse_labels, read_manifest)
 from jmrn.io import atomic_path, read_video_table, value_columns  # noqa: E402
 from jmrn.metrics import average_precision, top1_hits  # noqa: E402
 from jmrn.store import PotionStore  # noqa: E402
+from jmrn.tables import (  # noqa: E402
+    LABEL_SEPARATOR, class_names, label_targets, parse_labels, read_manifest)
 
 log = logging.getLogger(__name__)
 
-# Paper Table 1 for the comparison column: JHMDB-1 / HMDB-1 mean class accuracy, Charades mAP (%).
-PAPER_TABLE1 = {
-    "potion": {"JHMDB-1": 59.44, "HMDB-1": 42.04, "Charades mAP": 13.54},
-    "potion_deep": {"JHMDB-1": 66.38, "HMDB-1": 49.25, "Charades mAP": 14.88},
-    "jmrn": {"JHMDB-1": 66.70, "HMDB-1": 48.71, "Charades mAP": 15.00},
-    "jmrn_nonsiamese": {"JHMDB-1": 65.98, "HMDB-1": 51.66, "Charades mAP": 14.93},
-    "jmrn_paa": {"JHMDB-1": 69.81, "HMDB-1": 52.02, "Charades mAP": 15.79},
-    "jmrn_paa_cl": {"JHMDB-1": 71.08, "HMDB-1": 54.05, "Charades mAP": 16.2},
+# Paper Tables 1, 7, 8 (split 1): JHMDB-1 / HMDB-1 mean class accuracy, Charades mAP (%), and
+# the definition of each row. A figure is printed only beside a variant that matches its row's
+# definition (``paper_row``); the paper gives no figures for its no-re-weighting row here.
+PAPER_ROWS = {
+    "PoTion": {"JHMDB-1": 59.44, "HMDB-1": 42.04, "Charades mAP": 13.54},
+    "deeper baseline": {"JHMDB-1": 66.38, "HMDB-1": 49.25, "Charades mAP": 14.88},
+    "JMRN": {"JHMDB-1": 66.70, "HMDB-1": 48.71, "Charades mAP": 15.00},
+    "non-Siamese": {"JHMDB-1": 65.98, "HMDB-1": 51.66, "Charades mAP": 14.93},
+    "no re-weighting": {},
+    "+PAA": {"JHMDB-1": 69.81, "HMDB-1": 52.02, "Charades mAP": 15.79},
+    "+PAA+contrastive": {"JHMDB-1": 71.08, "HMDB-1": 54.05, "Charades mAP": 16.2},
 }
+
+
+def paper_row(variant: dict) -> str | None:
+    """The paper row a resolved variant (``jmrn.config.resolve_variant``) implements, if any.
+
+    Every row flips; the ablations (deeper baseline, non-Siamese, no re-weighting) change one
+    thing of the full model (PAA + contrastive) and are sized like it (``match``)."""
+    model, aug = variant["model"], variant.get("augment") or {}
+    if not aug.get("flip", False) or aug.get("rotation", 0):
+        return None
+    paa, cl = variant.get("paa", False), variant.get("contrastive", False)
+    if variant["arch"] == "potion":
+        if not model.get("extra_layers", 0) and not paa:
+            return "PoTion"
+        if model.get("extra_layers", 0) >= 3 and paa and variant.get("match"):
+            return "deeper baseline"
+        return None
+    siamese, reweight = model.get("siamese", True), model.get("reweight", True)
+    if model.get("hard_selector", False):
+        return None
+    if siamese and reweight:
+        return {(False, False): "JMRN", (True, False): "+PAA", (True, True): "+PAA+contrastive"}.get((paa, cl))
+    if paa and cl and not siamese and reweight and variant.get("match"):
+        return "non-Siamese"
+    if paa and cl and siamese and not reweight:
+        return "no re-weighting"
+    return None
 
 
 def _read_json(path: str | os.PathLike) -> dict:
@@ -38,16 +68,18 @@ def _read_json(path: str | os.PathLike) -> dict:
 
 
 def write_table(frame: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike,
-                title: str) -> None:
-    """Write the same table as CSV and as a Markdown file with a heading."""
+                title: str, markdown: pd.DataFrame | None = None, note: str = "") -> None:
+    """Write a table as CSV (numbers) and Markdown (``markdown``, formatted, if given)."""
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
+    shown = frame if markdown is None else markdown
     with atomic_path(md_path) as tmp:
-        tmp.write_text(f"# {title}\n\n{frame.to_markdown(index=False)}\n", encoding="utf-8")
+        tmp.write_text(f"# {title}\n\n{shown.to_markdown(index=False)}\n{note}", encoding="utf-8")
 
 
-def mean_std(values: pd.Series) -> str:
-    v = values.dropna().to_numpy(float) * 100
+def mean_std(values) -> str:
+    """"mean ± std" in % of fractions (sample std; the mean alone for one value)."""
+    v = pd.Series(values, dtype=float).dropna().to_numpy(float) * 100
     if len(v) == 0:
         return "—"
     return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
@@ -57,55 +89,110 @@ METRIC_TITLES = {"mean_class_accuracy": "mean class accuracy", "top1": "top-1 ac
                  "top5": "top-5 accuracy", "mAP": "mAP"}
 
 
-def summary_table(metrics_files: Sequence[str], dataset: str,
-                  metric: str = "mean_class_accuracy") -> pd.DataFrame:
-    """Per variant: the metric per split (%) and the mean ± std over splits."""
-    rows = [_read_json(p) for p in metrics_files]
-    long = pd.DataFrame(rows)
+def aggregate_runs(long: pd.DataFrame, keys: list[str], value: str
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per ``keys`` row: per split the mean and std over seeds, and overall the mean ± std over
+    every (split, seed) run with the number of runs. Returns (numeric CSV frame, Markdown frame)."""
+    numeric, shown = [], []
+    for key, runs in long.groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        num = dict(zip(keys, key))
+        txt = dict(num)
+        for split, part in runs.groupby("split", sort=True):
+            v = part[value].astype(float)
+            num[f"split{split}_mean (%)"] = round(v.mean() * 100, 2)
+            num[f"split{split}_std (%)"] = round(v.std(ddof=1) * 100, 2) if len(v) > 1 else None
+            txt[f"split{split} (%)"] = mean_std(v) + (f" ({len(v)})" if len(v) > 1 else "")
+        v = runs[value].astype(float)
+        num.update({"mean (%)": round(v.mean() * 100, 2),
+                    "std (%)": round(v.std(ddof=1) * 100, 2) if len(v) > 1 else None,
+                    "runs": len(v)})
+        txt.update({"mean ± std (%)": mean_std(v), "runs": len(v)})
+        numeric.append(num)
+        shown.append(txt)
+    return pd.DataFrame(numeric), pd.DataFrame(shown)
+
+
+def read_metrics(metrics_files: Sequence[str], metric: str) -> pd.DataFrame:
+    """One row per run (variant, split, seed, parameters, the metric) from metrics.json files."""
+    long = pd.DataFrame([_read_json(p) for p in metrics_files])
     if metric not in long:
         raise ValueError(f"report.metric {metric!r} is not in the metrics files (they have "
                          f"{sorted(c for c in long.columns if c in METRIC_TITLES)})")
-    wide = long.pivot_table(index="variant", columns="split", values=metric,
-                            aggfunc="first", sort=False, dropna=False)
-    table = pd.DataFrame({"dataset": dataset, "variant": wide.index})
-    for split in wide.columns:
-        table[f"split{split} (%)"] = (wide[split].to_numpy(float) * 100).round(2)
-    table["mean ± std (%)"] = [mean_std(wide.loc[v]) for v in wide.index]
-    return table
+    return long
 
 
-def fusion_table(fusion_files: Sequence[str], names: Sequence[str],
-                 metric: str = "mean_class_accuracy") -> pd.DataFrame:
-    """Per fusion and method (each modality alone, average, learned): the metric per split and
-    the mean ± std over splits; learned weights are in each fusion's weights.json."""
+def summary_table(metrics_files: Sequence[str], dataset: str,
+                  metric: str = "mean_class_accuracy") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per variant: the metric per split (mean ± std over seeds) and over all runs, with the
+    number of runs; (CSV frame, Markdown frame)."""
+    long = read_metrics(metrics_files, metric)
+    numeric, shown = aggregate_runs(long, ["variant"], metric)
+    numeric.insert(0, "dataset", dataset)
+    shown.insert(0, "dataset", dataset)
+    return numeric, shown
+
+
+def ablation_table(metrics_files: Sequence[str], variants: dict[str, dict],
+                   metric: str) -> pd.DataFrame:
+    """Per variant: its paper row (by definition), parameters, mean ± std over runs, and the
+    paper's split-1 figures only where the row's definition matches."""
+    long = read_metrics(metrics_files, metric)
+    columns = ("Charades mAP",) if metric == "mAP" else ("JHMDB-1", "HMDB-1")
     rows = []
-    for name, path in zip(names, fusion_files):
+    for name, runs in long.groupby("variant", sort=False):
+        row_name = paper_row(variants[name]) if name in variants else None
+        figures = PAPER_ROWS.get(row_name, {}) if row_name else {}
+        params = runs["n_parameters"].iloc[0] if "n_parameters" in runs else None
+        rows.append({"variant": name, "paper row": row_name or "— (no matching definition)",
+                     "parameters": int(params) if params is not None and not pd.isna(params) else "—",
+                     "mean ± std (%)": mean_std(runs[metric]), "runs": len(runs),
+                     **{f"paper {c} (%)": figures.get(c, "—") for c in columns}})
+    return pd.DataFrame(rows)
+
+
+def fusion_table(fusion_files: Sequence[str],
+                 metric: str = "mean_class_accuracy") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per fusion and method (each modality alone, score average, learned): the metric per
+    split (mean ± std over seeds), over all runs, and the logits the weights were fitted on."""
+    rows = []
+    for path in fusion_files:
         result = _read_json(path)
-        split = Path(path).parent.parent.parent.name  # .../split<k>/fusion/<name>/metrics.json
-        for method, m in result["test"].items():
-            rows.append({"fusion": name, "method": method, "split": split,
-                         "acc": m.get(metric)})
+        fit = result.get("fit", {})
+        fitted = f"{fit.get('subset', '?')} (n = {fit.get('n', '?')})"
+        for method in result.get("methods", list(result["test"])):  # modalities, average, learned
+            m = result["test"][method]
+            rows.append({"fusion": result["fusion"], "method": method, "fitted on": fitted,
+                         "split": result["split"], "seed": result["seed"], "value": m.get(metric)})
     if not rows:
-        return pd.DataFrame(columns=["fusion", "method"])
+        empty = pd.DataFrame(columns=["fusion", "method", "fitted on"])
+        return empty, empty
     long = pd.DataFrame(rows)
-    wide = long.pivot_table(index=["fusion", "method"], columns="split", values="acc",
-                            aggfunc="first", sort=False)
-    table = wide.reset_index()[["fusion", "method"]]
-    for split in wide.columns:
-        table[f"{split} (%)"] = (wide[split].to_numpy(float) * 100).round(2)
-    table["mean ± std (%)"] = [mean_std(wide.iloc[i]) for i in range(len(wide))]
-    return table
+    long["fitted on"] = long.groupby(["fusion"])["fitted on"].transform(
+        lambda v: "; ".join(sorted(set(v))))
+    return aggregate_runs(long, ["fusion", "method", "fitted on"], "value")
 
 
 def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], out_png: str) -> None:
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
-    for path, label in zip(history_files, labels):
+    """Classification loss and top-1 accuracy per epoch (training solid, validation dashed),
+    and the learning rate, whose drops are decided by the validation loss only."""
+    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4))
+    for i, (path, label) in enumerate(zip(history_files, labels)):
         h = pd.read_csv(path)
-        ax_loss.plot(h["epoch"], h["loss"], label=label)
-        ax_acc.plot(h["epoch"], h["train_acc"] * 100, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="training loss", yscale="log", title="Loss")
-    ax_acc.set(xlabel="epoch", ylabel="training accuracy (%)", title="Accuracy")
-    ax_acc.legend(fontsize=7)
+        colour = f"C{i % 10}"
+        ax_loss.plot(h["epoch"], h["cls_loss"], color=colour, label=f"{label} train")
+        ax_acc.plot(h["epoch"], h["train_acc"] * 100, color=colour, label=f"{label} train")
+        if "val_loss" in h:
+            ax_loss.plot(h["epoch"], h["val_loss"], color=colour, ls="--", label=f"{label} val")
+            ax_acc.plot(h["epoch"], h["val_acc"] * 100, color=colour, ls="--", label=f"{label} val")
+        ax_lr.plot(h["epoch"], h["lr"], color=colour, label=label)
+        if "selected" in h and h["selected"].any():
+            kept = h[h["selected"] == 1]
+            ax_acc.scatter(kept["epoch"], kept["train_acc"] * 100, color=colour, marker="o", zorder=3)
+    ax_loss.set(xlabel="epoch", ylabel="classification loss", yscale="log", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="Accuracy (dot: kept epoch)")
+    ax_lr.set(xlabel="epoch", ylabel="learning rate", yscale="log", title="Learning rate")
+    ax_acc.legend(fontsize=6)
     fig.tight_layout()
     _save(fig, out_png)
 
@@ -233,27 +320,30 @@ def _save(fig: plt.Figure, path: str) -> None:
 def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Sequence[str],
                  histories: Sequence[str], history_labels: Sequence[str],
                  first_split_logits: Sequence[str], fusion_metrics: Sequence[str],
-                 fusion_names: Sequence[str], focus_logits: str, joint_weights: str,
-                 out: dict[str, str], metric: str = "mean_class_accuracy") -> None:
+                 focus_logits: str, joint_weights: str, out: dict[str, str],
+                 variants: dict[str, dict], metric: str = "mean_class_accuracy") -> None:
     """Snakemake entry: every table and plot of the report rule."""
     manifest = read_manifest(manifest_csv)
     classes = class_names(manifest)
-    summary = summary_table(metrics, dataset, metric)
     title = METRIC_TITLES[metric]
-    write_table(summary, out["summary_csv"], out["summary_md"], f"{dataset}: {title}")
-    ablation = summary[["variant", "mean ± std (%)"]].copy()
-    for col in ("Charades mAP",) if metric == "mAP" else ("JHMDB-1", "HMDB-1"):
-        ablation[f"paper {col} (%)"] = [PAPER_TABLE1.get(v, {}).get(col, "—") for v in ablation["variant"]]
-    write_table(ablation, out["ablation_csv"], out["ablation_md"],
-                f"{dataset}: ablation beside the paper's Table 1")
-    write_table(fusion_table(fusion_metrics, fusion_names, metric), out["fusion_csv"], out["fusion_md"],
-                f"{dataset}: late fusion, {title} on the test set")
+    numeric, shown = summary_table(metrics, dataset, metric)
+    runs_note = ("\nCells: mean ± std over seeds (runs in parentheses); last columns: over "
+                 "every split and seed.\n")
+    write_table(numeric, out["summary_csv"], out["summary_md"], f"{dataset}: {title}", shown,
+                runs_note)
+    write_table(ablation_table(metrics, variants, metric), out["ablation_csv"], out["ablation_md"],
+                f"{dataset}: ablation beside the paper's Tables 1, 7 and 8 (split 1)",
+                note="\nA paper figure is shown only beside a variant that matches the row's "
+                     "definition (see README).\n")
+    fusion_numeric, fusion_shown = fusion_table(fusion_metrics, metric)
+    write_table(fusion_numeric, out["fusion_csv"], out["fusion_md"],
+                f"{dataset}: late fusion, {title} on the test set", fusion_shown, runs_note)
     plot_learning_curves(histories, history_labels, out["learning_curves"])
-    plot_confusion(focus_logits, out["confusion"], f"{dataset}: confusion (first split)")
+    plot_confusion(focus_logits, out["confusion"], f"{dataset}: confusion (first split and seed)")
     plot_joint_weights(joint_weights, classes, out["joint_weights"],
-                       f"{dataset}: mean joint weights per class (first split)")
+                       f"{dataset}: mean joint weights per class (first split and seed)")
     plot_per_class_accuracy(first_split_logits, history_labels, out["per_class_accuracy"],
-                            f"{dataset}: per-class test scores (first split)")
+                            f"{dataset}: per-class test scores (first split and seed)")
     plot_potion_examples(potion_path, manifest, out["potion_examples"],
                          f"{dataset}: PoTion maps, one video per class (blue → red = time)")
-    log.info("report written:\n%s", summary.to_markdown(index=False))
+    log.info("report written:\n%s", shown.to_markdown(index=False))

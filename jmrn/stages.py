@@ -19,8 +19,7 @@ log = logging.getLogger("jmrn.stages")
 def demo_dataset(smk: Any) -> None:
     from jmrn.datasets import demo
 
-    demo.generate(smk.params.root, seed=smk.params.seed, splits=len(smk.params.splits),
-                  **smk.params.demo)
+    demo.generate(smk.params.root, splits=len(smk.params.splits), **smk.params.demo)
 
 
 def manifest(smk: Any) -> None:
@@ -47,17 +46,18 @@ def train(smk: Any) -> None:
     from jmrn.train import train_variant
 
     train_variant(smk.input.potion, smk.input.manifest, int(smk.wildcards.split),
-                  {**smk.params.variant, "name": smk.wildcards.variant}, dict(smk.params.train),
-                  smk.params.seed, smk.output.model, smk.output.history, threads=smk.threads)
+                  dict(smk.params.variant), dict(smk.params.train), int(smk.wildcards.seed),
+                  smk.output.model, smk.output.history, threads=smk.threads)
 
 
 def export(smk: Any) -> None:
     from jmrn.export import export_variant
 
     export_variant(smk.input.potion, smk.input.manifest, int(smk.wildcards.split),
-                   {**smk.params.variant, "name": smk.wildcards.variant}, smk.input.model,
-                   smk.params.device, smk.output.logits, smk.output.metrics,
-                   smk.output.joint_weights, threads=smk.threads)
+                   dict(smk.params.variant), smk.input.model, smk.params.device,
+                   smk.output.logits, smk.output.metrics, smk.output.joint_weights,
+                   seed=int(smk.wildcards.seed), val_fraction=float(smk.params.val_fraction),
+                   threads=smk.threads)
 
 
 def fusion(smk: Any) -> None:
@@ -65,7 +65,9 @@ def fusion(smk: Any) -> None:
 
     internal = dict(zip(smk.params.variants, smk.input.variant_logits))
     fuse(smk.params.modalities, internal, dict(smk.params.external), int(smk.wildcards.split),
-         smk.output.weights, smk.output.logits, smk.output.metrics)
+         smk.output.weights, smk.output.logits, smk.output.metrics,
+         identity={"fusion": smk.wildcards.fusion, "split": int(smk.wildcards.split),
+                   "seed": int(smk.wildcards.seed)})
 
 
 def report(smk: Any) -> None:
@@ -73,9 +75,9 @@ def report(smk: Any) -> None:
 
     build_report(smk.params.dataset, smk.input.manifest, smk.input.potion, list(smk.input.metrics),
                  list(smk.input.histories), smk.params.history_labels,
-                 list(smk.input.first_split_logits), list(smk.input.fusion), smk.params.fusion_names,
+                 list(smk.input.first_split_logits), list(smk.input.fusion),
                  smk.input.focus_logits, smk.input.joint_weights, dict(smk.output.items()),
-                 metric=smk.params.metric)
+                 variants=dict(smk.params.variants), metric=smk.params.metric)
 
 
 STAGES: dict[str, Callable[[Any], None]] = {

@@ -2,13 +2,13 @@ rule fusion:
     input:
         unpack(fusion_inputs),
     output:
-        weights="results/{dataset}/split{split}/fusion/{fusion}/weights.json",
-        logits="results/{dataset}/split{split}/fusion/{fusion}/logits.csv",
-        metrics="results/{dataset}/split{split}/fusion/{fusion}/metrics.json",
+        weights=f"{FUSION_DIR}/weights.json",
+        logits=f"{FUSION_DIR}/logits.csv",
+        metrics=f"{FUSION_DIR}/metrics.json",
     log:
-        "results/{dataset}/logs/fusion/split{split}_{fusion}.log",
+        "results/{dataset}/logs/fusion/split{split}_{fusion}_seed{seed}.log",
     benchmark:
-        "results/{dataset}/benchmarks/fusion/split{split}_{fusion}.tsv"
+        "results/{dataset}/benchmarks/fusion/split{split}_{fusion}_seed{seed}.tsv"
     params:
         stage="fusion",
         modalities=lambda wc: FUSIONS[wc.fusion],

@@ -11,7 +11,6 @@ rule demo_dataset:
         root=lambda wc: f"results/{wc.dataset}/raw",
         demo=config.get("demo", {}),
         splits=SPLITS,
-        seed=config["seed"],
     threads: 1
     resources:
         mem_mb=2000,

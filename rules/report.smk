@@ -13,39 +13,26 @@ REPORT_OUTPUTS = {
     "potion_examples": f"results/plots/{DATASET}_potion_examples.png",
 }
 FIRST_SPLIT = SPLITS[0]
+FIRST_SEED = SEEDS[0]
 FOCUS = config["report"]["focus_variant"]
 
 
 rule report:
     input:
         manifest=f"results/{DATASET}/manifest.csv",
-        metrics=expand(
-            "results/{dataset}/split{split}/{variant}/metrics.json",
-            dataset=DATASET,
-            split=SPLITS,
-            variant=VARIANTS,
-        ),
-        histories=expand(
-            "results/{dataset}/split{split}/{variant}/history.csv",
-            dataset=DATASET,
-            split=FIRST_SPLIT,
-            variant=VARIANTS,
-        ),
+        metrics=run_file("metrics.json", split=SPLITS, variant=VARIANTS, seed=SEEDS),
+        histories=run_file("history.csv", split=FIRST_SPLIT, variant=VARIANTS, seed=FIRST_SEED),
         fusion=expand(
-            "results/{dataset}/split{split}/fusion/{fusion}/metrics.json",
+            f"{FUSION_DIR}/metrics.json",
             dataset=DATASET,
             split=SPLITS,
             fusion=list(FUSIONS),
+            seed=SEEDS,
         ),
-        first_split_logits=expand(
-            "results/{dataset}/split{split}/{variant}/logits.csv",
-            dataset=DATASET,
-            split=FIRST_SPLIT,
-            variant=VARIANTS,
-        ),
+        first_split_logits=run_file("logits.csv", split=FIRST_SPLIT, variant=VARIANTS, seed=FIRST_SEED),
         potion=f"results/{DATASET}/potion.zarr",
-        focus_logits=f"{variant_dir(FIRST_SPLIT, FOCUS)}/logits.csv",
-        joint_weights=f"{variant_dir(FIRST_SPLIT, FOCUS)}/joint_weights.csv",
+        focus_logits=run_file("logits.csv", split=FIRST_SPLIT, variant=FOCUS, seed=FIRST_SEED)[0],
+        joint_weights=run_file("joint_weights.csv", split=FIRST_SPLIT, variant=FOCUS, seed=FIRST_SEED)[0],
     output:
         summary_md=report(REPORT_OUTPUTS["summary_md"], caption="../workflow/report/summary.rst", category=REPORT_CATEGORY),
         summary_csv=REPORT_OUTPUTS["summary_csv"],
@@ -66,8 +53,8 @@ rule report:
         stage="report",
         dataset=DATASET,
         metric=config["report"].get("metric", "mean_class_accuracy"),
-        history_labels=[f"{v} (split {FIRST_SPLIT})" for v in VARIANTS],
-        fusion_names=[f for _ in SPLITS for f in FUSIONS],
+        history_labels=VARIANTS,
+        variants={v: resolve_variant(config, v) for v in VARIANTS},
     threads: 1
     resources:
         mem_mb=2000,

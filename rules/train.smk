@@ -3,17 +3,16 @@ rule train:
         potion="results/{dataset}/potion.zarr",
         manifest="results/{dataset}/manifest.csv",
     output:
-        model="results/{dataset}/split{split}/{variant}/model.pt",
-        history="results/{dataset}/split{split}/{variant}/history.csv",
+        model=f"{RUN_DIR}/model.pt",
+        history=f"{RUN_DIR}/history.csv",
     log:
-        "results/{dataset}/logs/train/split{split}_{variant}.log",
+        "results/{dataset}/logs/train/split{split}_{variant}_seed{seed}.log",
     benchmark:
-        "results/{dataset}/benchmarks/train/split{split}_{variant}.tsv"
+        "results/{dataset}/benchmarks/train/split{split}_{variant}_seed{seed}.tsv"
     params:
         stage="train",
-        variant=lambda wc: config["variants"][wc.variant],
+        variant=lambda wc: resolve_variant(config, wc.variant),
         train=lambda wc: train_settings(config, wc.variant),
-        seed=config["seed"],
     threads: config["train"]["threads"]
     resources:
         mem_mb=16000,
@@ -29,20 +28,21 @@ rule export:
     input:
         potion="results/{dataset}/potion.zarr",
         manifest="results/{dataset}/manifest.csv",
-        model="results/{dataset}/split{split}/{variant}/model.pt",
+        model=f"{RUN_DIR}/model.pt",
     output:
-        logits="results/{dataset}/split{split}/{variant}/logits.csv",
-        metrics="results/{dataset}/split{split}/{variant}/metrics.json",
-        joint_weights="results/{dataset}/split{split}/{variant}/joint_weights.csv",
+        logits=f"{RUN_DIR}/logits.csv",
+        metrics=f"{RUN_DIR}/metrics.json",
+        joint_weights=f"{RUN_DIR}/joint_weights.csv",
     log:
-        "results/{dataset}/logs/export/split{split}_{variant}.log",
+        "results/{dataset}/logs/export/split{split}_{variant}_seed{seed}.log",
     benchmark:
-        "results/{dataset}/benchmarks/export/split{split}_{variant}.tsv"
+        "results/{dataset}/benchmarks/export/split{split}_{variant}_seed{seed}.tsv"
     params:
         stage="export",
-        variant=lambda wc: config["variants"][wc.variant],
+        variant=lambda wc: resolve_variant(config, wc.variant),
         device=config["train"]["device"],
-    threads: 1
+        val_fraction=config["train"]["val_fraction"],
+    threads: config["train"]["threads"]
     resources:
         mem_mb=8000,
         runtime=60,

@@ -152,19 +152,21 @@ def test_charades_trains_with_bce_and_reports_map(tiny_demo, tmp_path):
     dataset = {"adapter": "charades", "video_root": str(root / "videos"),
                "annotation_dir": str(root), "splits": [1]}
     to_potion(dataset, tmp_path)
-    train = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "patience": 2, "device": "cpu"}
+    train = {"epochs": 2, "batch_size": 4, "lr": 1e-3, "patience": 2, "device": "cpu",
+             "val_fraction": 0.0}
     logits = {}
-    for name, variant in {"potion": {"arch": "potion", "model": {"width": 0.125}},
-                          "jmrn": {"arch": "jmrn", "model": {"width": 0.125}, "contrastive": True}}.items():
+    variants = {"potion": {"arch": "potion", "model": {"width": 0.125}},
+                "jmrn": {"arch": "jmrn", "model": {"width": 0.125}, "contrastive": True}}
+    for name, variant in variants.items():
         out = tmp_path / name
         out.mkdir()
         train_variant(str(tmp_path / "potion.zarr"), str(tmp_path / "manifest.csv"), 1,
-                      {**variant, "name": name}, {**train, "warmup_epochs": 0}, 0,
+                      {**variant, "name": name}, train, 0,
                       str(out / "model.pt"), str(out / "history.csv"))
         metrics = export_variant(str(tmp_path / "potion.zarr"), str(tmp_path / "manifest.csv"), 1,
                                  {**variant, "name": name}, str(out / "model.pt"), "cpu",
                                  str(out / "logits.csv"), str(out / "metrics.json"),
-                                 str(out / "joint_weights.csv"))
+                                 str(out / "joint_weights.csv"), seed=0, val_fraction=0.0)
         assert 0 <= metrics["mAP"] <= 1 and "mean_class_accuracy" not in metrics
         assert metrics["n_test"] == 6  # the no-action test video counts, the missing one cannot
         table = pd.read_csv(out / "logits.csv", dtype={"labels": str}, keep_default_na=False)
@@ -173,9 +175,12 @@ def test_charades_trains_with_bce_and_reports_map(tiny_demo, tmp_path):
     fusion_dir = tmp_path / "split1" / "fusion" / "both"
     fusion_dir.mkdir(parents=True)
     result = fuse(["potion", "jmrn"], logits, {}, 1, str(fusion_dir / "weights.json"),
-                  str(fusion_dir / "logits.csv"), str(fusion_dir / "metrics.json"))
+                  str(fusion_dir / "logits.csv"), str(fusion_dir / "metrics.json"),
+                  identity={"fusion": "both", "split": 1, "seed": 0})
+    assert result["fit"]["subset"] == "train"  # no validation rows: the logged fallback
     assert np.asarray(result["weights"]["potion"]).shape == (3,)  # per class for multi-label
-    assert 0 <= result["test"]["learned"]["mAP"] <= 1
+    learned = [m for m in result["test"] if m not in ("potion", "jmrn", "average")]
+    assert len(learned) == 1 and 0 <= result["test"][learned[0]]["mAP"] <= 1
 
     from jmrn.report import build_report
 
@@ -188,10 +193,12 @@ def test_charades_trains_with_bce_and_reports_map(tiny_demo, tmp_path):
     build_report("charades", str(tmp_path / "manifest.csv"), str(tmp_path / "potion.zarr"),
                  [str(tmp_path / n / "metrics.json") for n in logits],
                  [str(tmp_path / n / "history.csv") for n in logits], list(logits),
-                 list(logits.values()), [str(fusion_dir / "metrics.json")], ["both"],
-                 logits["jmrn"], str(tmp_path / "jmrn" / "joint_weights.csv"), outputs, metric="mAP")
+                 list(logits.values()), [str(fusion_dir / "metrics.json")],
+                 logits["jmrn"], str(tmp_path / "jmrn" / "joint_weights.csv"), outputs,
+                 variants={n: {**v, "augment": None} for n, v in variants.items()}, metric="mAP")
     summary = pd.read_csv(outputs["summary_csv"])
-    assert summary["split1 (%)"].between(0, 100).all() and len(summary) == 2
+    assert summary["split1_mean (%)"].between(0, 100).all() and len(summary) == 2
+    assert (summary["runs"] == 1).all()
     assert "# charades: mAP" in Path(outputs["summary_md"]).read_text()
     assert "paper Charades mAP (%)" in pd.read_csv(outputs["ablation_csv"]).columns
     assert all(Path(outputs[k]).stat().st_size > 1000 for k in ("confusion", "joint_weights",

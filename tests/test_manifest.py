@@ -24,7 +24,7 @@ def copy_demo(tiny_demo, tmp_path):
 def test_manifest_of_the_demo(tiny_demo, tmp_path):
     m = build_manifest(dataset_cfg(tiny_demo), tmp_path / "manifest.csv")
     assert list(m.columns) == ["video_id", "path", "label", "label_name", "split1", "split2",
-                               "split3", "frames", "fps", "width", "height", "status"]
+                               "split3", "frames", "fps", "width", "height", "status", "group"]
     assert len(m) == 24 and (m["status"] == "ok").all()
     assert m["label"].nunique() == 4 and (m["width"] == 320).all() and (m["fps"] == 25).all()
     back = read_manifest(tmp_path / "manifest.csv")

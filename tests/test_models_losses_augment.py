@@ -52,7 +52,9 @@ def test_hard_selector_passes_gradients():
 
 
 def contrastive_by_loops(z: torch.Tensor, y: list, tau: float) -> torch.Tensor:
-    """Direct transcription of eq. 2, summed over joints, averaged over anchors with positives."""
+    """Direct transcription of eq. 1-2: per joint, the mean over anchors with a positive of the
+    mean over their positives of -log softmax; then the mean over joints (the public code's
+    normalisation, which its lambda values refer to)."""
     b, j, _ = z.shape
     total = torch.zeros((), dtype=torch.float64)
     for jj in range(j):
@@ -65,7 +67,7 @@ def contrastive_by_loops(z: torch.Tensor, y: list, tau: float) -> torch.Tensor:
             losses.append(-sum(torch.log(torch.exp(z[a, jj] @ z[p, jj] / tau) / denom) for p in pos) / len(pos))
         if losses:
             total = total + sum(losses) / len(losses)
-    return total
+    return total / j
 
 
 def test_contrastive_loss_matches_equation():

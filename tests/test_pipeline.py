@@ -61,23 +61,28 @@ def test_every_declared_output_is_well_formed(finished_run: Path):
     assert pd.read_csv(res / "demo" / "failed.csv").empty
     for split in (1, 2):
         for variant in ("potion", "jmrn"):
-            d = res / "demo" / f"split{split}" / variant
+            d = res / "demo" / f"split{split}" / variant / "seed0"
             assert (d / "model.pt").stat().st_size > 0
             history = pd.read_csv(d / "history.csv")
             assert list(history["epoch"]) == [1, 2]
+            assert {"val_loss", "val_acc", "lr", "selected"} <= set(history.columns)
             metrics = json.loads((d / "metrics.json").read_text())
             assert 0 <= metrics["mean_class_accuracy"] <= 1 and metrics["n_test"] > 0
+            assert (metrics["split"], metrics["variant"], metrics["seed"]) == (split, variant, 0)
+            assert metrics["threads"] == 1 and metrics["n_parameters"] > 0
             logits = pd.read_csv(d / "logits.csv", keep_default_na=False)
-            assert set(logits["subset"]) == {"train", "test"} and logits.shape[1] == 3 + 4
+            assert set(logits["subset"]) == {"train", "val", "test"} and logits.shape[1] == 3 + 4
             assert not (d / "checkpoint.pt").exists()
-        fusion = json.loads((res / "demo" / f"split{split}" / "fusion" / "potion+jmrn" / "metrics.json").read_text())
-        assert set(fusion["test"]) == {"potion", "jmrn", "average", "learned"}
+        fusion = json.loads((res / "demo" / f"split{split}" / "fusion" / "potion+jmrn" / "seed0"
+                             / "metrics.json").read_text())
+        assert {"potion", "jmrn", "average"} < set(fusion["test"]) and len(fusion["test"]) == 4
+        assert fusion["fit"]["subset"] == "val" and fusion["split"] == split
     summary = (res / "tables" / "summary.md").read_text()
     assert "potion" in summary and "jmrn" in summary and "±" in summary
     for png in ("learning_curves", "confusion", "joint_weights", "per_class_accuracy",
                 "potion_examples"):
         assert (res / "plots" / f"demo_{png}.png").read_bytes()[:4] == b"\x89PNG"
-    assert "jmrn.train" in (res / "demo" / "logs" / "train" / "split1_jmrn.log").read_text()
+    assert "jmrn.train" in (res / "demo" / "logs" / "train" / "split1_jmrn_seed0.log").read_text()
 
 
 def test_snakemake_report_bundles_tables_and_plots(finished_run: Path):
@@ -94,7 +99,7 @@ def test_second_run_does_nothing(finished_run: Path):
 
 
 def test_deleting_one_model_rebuilds_only_its_dependents(finished_run: Path):
-    (finished_run / "results" / "demo" / "split2" / "jmrn" / "model.pt").unlink()
+    (finished_run / "results" / "demo" / "split2" / "jmrn" / "seed0" / "model.pt").unlink()
     proc = snakemake(finished_run, "-n", "--quiet", "rules", "all")
     out = proc.stdout + proc.stderr
     jobs = {line.split()[0]: int(line.split()[1]) for line in out.splitlines()

@@ -8,7 +8,8 @@ from jmrn.metrics import average_precision, mean_average_precision, mean_class_a
 from jmrn.models import build_model
 from jmrn.train import fit, make_train_config, predict
 
-TRAIN = {"epochs": 4, "batch_size": 4, "lr": 1e-3, "patience": 2, "device": "cpu", "warmup_epochs": 1}
+TRAIN = {"epochs": 4, "batch_size": 4, "lr": 1e-3, "patience": 2, "device": "cpu",
+         "contrastive_ramp": {"start": 1, "length": 2}}
 VARIANT = {"arch": "jmrn", "model": {"width": 0.125},
            "augment": {"global_jitter": 2, "group_jitter": 1, "flip": True}, "contrastive": True}
 
@@ -72,7 +73,7 @@ def test_fusion_gives_a_noisy_modality_a_small_weight():
     y = rng.integers(0, 5, 400)
     good = np.eye(5)[y] * 3 + rng.normal(0, 1, (400, 5))
     noisy = rng.normal(0, 3, (400, 5))
-    w = fit_scalar_weights(np.stack([good, noisy]), y)
+    w = fit_scalar_weights(np.stack([good, noisy]), y).weights
     assert w[0] > 5 * w[1] and (w > 0).all()
 
 
@@ -86,19 +87,20 @@ def write_modality(path, y, subsets, rng, strength=1.5, k=4, seed=0):
     return t
 
 
-def test_fuse_writes_outputs_and_beats_single_modalities_on_train(tmp_path):
+def test_fuse_writes_outputs_and_beats_single_modalities_on_val(tmp_path):
     rng = np.random.default_rng(1)
-    n = 120
+    n = 160
     y = rng.integers(0, 4, n)
-    subsets = np.where(np.arange(n) < 80, "train", "test")
+    subsets = np.select([np.arange(n) < 80, np.arange(n) < 120], ["train", "val"], "test")
     for m in range(2):
         write_modality(tmp_path / f"m{m}.csv", y, subsets, rng, seed=m)
     out = fuse(["a", "b"], {"a": str(tmp_path / "m0.csv"), "b": str(tmp_path / "m1.csv")}, {}, 1,
                str(tmp_path / "w.json"), str(tmp_path / "l.csv"), str(tmp_path / "m.json"))
-    assert out["train"]["learned_train_loss"] <= min(out["train"]["a_train_loss"],
-                                                     out["train"]["b_train_loss"]) + 1e-9
+    assert out["fit"]["subset"] == "val" and out["fit"]["n"] == 40 and out["fit"]["moved"]
+    losses = out["fit"]["losses"]
+    assert losses["learned"] <= min(losses["a"], losses["b"]) + 1e-9
     assert set(out["test"]) == {"a", "b", "average", "learned"}
-    assert len(pd.read_csv(tmp_path / "l.csv")) == n
+    assert set(pd.read_csv(tmp_path / "l.csv")["subset"]) == {"val", "test"}
 
 
 def external_setup(tmp_path):
@@ -106,7 +108,7 @@ def external_setup(tmp_path):
     n = 60
     y = rng.integers(0, 4, n)
     subsets = np.where(np.arange(n) < 40, "train", "test")
-    ours = write_modality(tmp_path / "ours.csv", y, subsets, rng)
+    ours = write_modality(tmp_path / "ours.csv", y, subsets, rng)  # no val rows: fit on train
     rgb = write_modality(tmp_path / "rgb.csv", y, subsets, rng, strength=3.0, seed=5)
     return ours, rgb
 
@@ -155,7 +157,7 @@ def test_multilabel_fusion_learns_per_class_weights():
     b = a.copy()
     a[:, 2] = rng.normal(0, 2, n)  # modality a knows nothing about class 2
     b[:, 0] = rng.normal(0, 2, n)  # modality b knows nothing about class 0
-    w = fit_scalar_weights(np.stack([a, b]), targets, multilabel=True)
+    w = fit_scalar_weights(np.stack([a, b]), targets, multilabel=True).weights
     assert w.shape == (2, 3)
     assert w[0, 0] > 3 * w[1, 0] and w[1, 2] > 3 * w[0, 2]
 
@@ -171,3 +173,75 @@ def test_metrics():
     assert average_precision(np.array([1, 0, 1]), np.array([.9, .8, .1])) == pytest.approx((1 + 2 / 3) / 2)
     t = np.array([[1, 0], [0, 0], [1, 0]])
     assert mean_average_precision(t, np.array([[.9, .1], [.8, .2], [.1, .3]])) == pytest.approx(5 / 6)
+
+
+def overfit_and_honest_streams(tmp_path, n_per_subset=300, k=5, seed=0):
+    """Stream "overfit": perfect and very confident on its training rows, right 45 % of the time
+    elsewhere yet just as confident; stream "honest": right about 70 % everywhere, calibrated."""
+    rng = np.random.default_rng(seed)
+    subsets = np.repeat(["train", "val", "test"], n_per_subset)
+    y = rng.integers(0, k, len(subsets))
+    over = rng.normal(0, 1, (len(y), k))
+    correct = (subsets == "train") | (rng.random(len(y)) < 0.45)
+    guess = np.where(correct, y, (y + rng.integers(1, k, len(y))) % k)
+    over[np.arange(len(y)), guess] += 25.0
+    honest = rng.normal(0, 1, (len(y), k))
+    honest[np.arange(len(y)), y] += 2.2
+    paths = {}
+    for name, values in (("overfit", over), ("honest", honest)):
+        t = pd.DataFrame(values, columns=[f"c{i}" for i in range(k)])
+        t.insert(0, "label", y)
+        t.insert(0, "subset", subsets)
+        t.insert(0, "video_id", [f"v{i}" for i in range(len(y))])
+        t.to_csv(tmp_path / f"{name}.csv", index=False)
+        paths[name] = str(tmp_path / f"{name}.csv")
+    return paths
+
+
+def test_fusion_fitted_on_validation_logits_is_not_fooled_by_an_overfit_stream(tmp_path):
+    paths = overfit_and_honest_streams(tmp_path)
+    out = fuse(["overfit", "honest"], paths, {}, 1, str(tmp_path / "w.json"), str(tmp_path / "l.csv"),
+               str(tmp_path / "m.json"))
+    test = out["test"]
+    assert out["fit"]["subset"] == "val"
+    assert out["weights"]["honest"] > out["weights"]["overfit"]
+    assert test["learned"]["top1"] >= test["average"]["top1"]
+    assert test["learned"]["top1"] >= max(test["overfit"]["top1"], test["honest"]["top1"]) - 0.01
+    # the old recipe, fitting on the training logits, trusts the overfit stream and loses
+    logits = np.stack([pd.read_csv(paths[n]) for n in ("overfit", "honest")])
+    table = pd.read_csv(paths["honest"])
+    train, test_rows = (table["subset"] == "train").to_numpy(), (table["subset"] == "test").to_numpy()
+    values = logits[:, :, 3:].astype(float)
+    old = fit_scalar_weights(values[:, train], table["label"].to_numpy()[train]).weights
+    assert old[0] > old[1]
+    old_acc = ((old[:, None, None] * values[:, test_rows]).sum(0).argmax(1)
+               == table["label"].to_numpy()[test_rows]).mean()
+    assert old_acc < test["learned"]["top1"] - 0.05
+
+
+def test_fit_that_cannot_move_is_reported_as_such(tmp_path):
+    rng = np.random.default_rng(4)
+    n, k = 60, 3
+    y = rng.integers(0, k, n)
+    subsets = np.where(np.arange(n) < 30, "val", "test")
+    for name in ("a", "b"):  # no information at all: all logits zero
+        t = pd.DataFrame(np.zeros((n, k)), columns=[f"c{i}" for i in range(k)])
+        t.insert(0, "label", y)
+        t.insert(0, "subset", subsets)
+        t.insert(0, "video_id", [f"v{i}" for i in range(n)])
+        t.to_csv(tmp_path / f"{name}.csv", index=False)
+    out = fuse(["a", "b"], {n: str(tmp_path / f"{n}.csv") for n in "ab"}, {}, 1,
+               str(tmp_path / "w.json"), str(tmp_path / "l.csv"), str(tmp_path / "m.json"))
+    assert not out["fit"]["moved"] and "learned" not in out["test"]
+    assert "equal weights (fit did not move)" in out["test"]
+
+
+def test_regularisation_strength_is_chosen_by_cross_validation():
+    from jmrn.fusion import ALPHAS, fit_fusion
+
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 4, 200)
+    good = np.eye(4)[y] * 2 + rng.normal(0, 1, (200, 4))
+    fit = fit_fusion(np.stack([good, good + rng.normal(0, 0.1, (200, 4))]), y)
+    assert set(fit.cv_loss) == {repr(a) for a in ALPHAS} and fit.alpha in ALPHAS
+    assert fit.converged and fit.iterations > 0

@@ -1,7 +1,9 @@
 """The manifest: one row per video with labels, split membership, probed video facts and status.
 
 Columns (DESIGN.md §2): video_id, path, label, label_name, split1..k, frames, fps, width,
-height, status. Multi-label datasets (Charades) have ``labels`` / ``label_names`` (";"-joined)
+height, status, group. ``group`` names what videos must not be split across training and
+validation (the source video of HMDB51/JHMDB clips, the YouTube video of Kinetics clips, the
+subject of a skeleton set): ``dataset.group_pattern`` or the adapter's default below. Multi-label datasets (Charades) have ``labels`` / ``label_names`` (";"-joined)
 instead of ``label`` / ``label_name``; datasets with ground-truth joints add ``keypoints`` (the
 joint file of each video). ``status`` is ``ok`` or why the video cannot be used; such videos stay
 in the manifest (and in failed.csv later) instead of disappearing.
@@ -10,23 +12,24 @@ from __future__ import annotations
 
 import logging
 import os
-import zlib
+import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from jmrn.datasets import charades, custom, hmdb51, jhmdb, kinetics, skeleton
 from jmrn.datasets.files import holdout_splits
 from jmrn.datasets.report import DatasetError, DatasetProblems
-from jmrn.io import LogWriter, atomic_path
+from jmrn.io import LogWriter
+from jmrn.tables import (  # noqa: F401  (re-exported: the manifest's readers live there)
+    LABEL_SEPARATOR, class_names, is_multilabel, label_table, label_targets, parse_labels,
+    read_manifest, shard_of, split_subset, write_csv)
 from jmrn.video import VideoError, probe
 
 log = logging.getLogger(__name__)
 
-LABEL_SEPARATOR = ";"
 ADAPTERS = ("demo", "hmdb51", "jhmdb", "charades", "kinetics_mimetics", "skeleton", "folder", "csv")
 
 
@@ -50,6 +53,31 @@ def _load_rows(dataset: dict[str, Any], splits: list[int], problems: DatasetProb
     if adapter == "csv":
         return custom.load_csv(dataset["annotation"], splits, problems)
     raise DatasetError(f"unknown dataset adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
+
+
+# Regexes on the video id whose first capture group (or whole match) is the video's group.
+# HMDB51-style names end in the clip index of their source video: "<source>_<k>".
+DEFAULT_GROUP_PATTERNS = {
+    "demo": r"^(.*)_\d+$",
+    "hmdb51": r"^(.*)_\d+$",
+    "jhmdb": r"^(.*)_\d+$",
+    "kinetics_mimetics": r"^(.*)_\d{6}_\d{6}$",
+}
+
+
+def video_groups(video_ids: pd.Series, pattern: str | None) -> list[str]:
+    """The group of each video: the pattern's first capture group (or whole match), else the id."""
+    if not pattern:
+        return video_ids.tolist()
+    regex = re.compile(pattern)
+    groups = []
+    for vid in video_ids:
+        match = regex.search(vid)
+        if match is None:
+            groups.append(vid)
+        else:
+            groups.append(match.group(1) if regex.groups else match.group(0))
+    return groups
 
 
 def _probe_row(path: str) -> dict[str, Any]:
@@ -135,8 +163,10 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
         extra = ["keypoints"]
         absent = ~manifest["keypoints"].map(lambda p: bool(p) and os.path.isfile(p))
         manifest.loc[absent & (manifest["status"] == "ok"), "status"] = "missing keypoints file"
+    pattern = dataset.get("group_pattern") or DEFAULT_GROUP_PATTERNS.get(dataset["adapter"])
+    manifest["group"] = video_groups(manifest["video_id"], pattern)
     columns = ["video_id", "path", *label_columns, *[f"split{k}" for k in splits],
-               "frames", "fps", "width", "height", "status", *extra]
+               "frames", "fps", "width", "height", "status", "group", *extra]
     manifest = manifest[columns].sort_values("video_id", kind="stable").reset_index(drop=True)
     bad = manifest[manifest["status"] != "ok"]
     log.info("manifest: %d videos, %d classes, %d unusable", len(manifest), len(classes), len(bad))
@@ -144,67 +174,3 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
         log.warning("unusable video %s: %s", row["path"], row["status"])
     write_csv(manifest, out_csv)
     return manifest
-
-
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a CSV atomically (UTF-8, no index)."""
-    with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, encoding="utf-8")
-
-
-def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Load a manifest with ids and names kept as strings (never parsed as numbers)."""
-    text = {c: str for c in ("video_id", "path", "label_name", "labels", "label_names", "keypoints")}
-    return pd.read_csv(path, dtype=text, keep_default_na=False, encoding="utf-8")
-
-
-def is_multilabel(table: pd.DataFrame) -> bool:
-    """Multi-label tables (manifest, logits) carry ``labels`` ("3;17") instead of ``label``."""
-    return "labels" in table.columns
-
-
-def parse_labels(field: str) -> list[int]:
-    """Class indices of one multi-label ``labels`` field ("" = no action)."""
-    return [int(v) for v in str(field).split(LABEL_SEPARATOR) if v != ""]
-
-
-def class_names(manifest: pd.DataFrame) -> list[str]:
-    """Class names in label order (multi-label: every class some video carries)."""
-    if is_multilabel(manifest):
-        pairs = {}
-        for labels, names in zip(manifest["labels"], manifest["label_names"]):
-            pairs.update(zip(parse_labels(labels), [n for n in names.split(LABEL_SEPARATOR) if n]))
-        return [pairs.get(i, f"class_{i:03d}") for i in range(max(pairs, default=-1) + 1)]
-    pairs = manifest[["label", "label_name"]].drop_duplicates().sort_values("label")
-    return pairs["label_name"].tolist()
-
-
-def label_table(targets: np.ndarray) -> pd.DataFrame:
-    """The label column of exported tables: ``label`` indices, or ``labels`` "3;17" strings."""
-    if targets.ndim == 2:
-        return pd.DataFrame({"labels": [LABEL_SEPARATOR.join(map(str, np.flatnonzero(t))) for t in targets]})
-    return pd.DataFrame({"label": targets})
-
-
-def label_targets(table: pd.DataFrame, num_classes: int) -> np.ndarray:
-    """N class indices (int64), or N x K multi-hot (float32) for multi-label tables."""
-    if not is_multilabel(table):
-        return table["label"].to_numpy(dtype=np.int64)
-    hot = np.zeros((len(table), num_classes), np.float32)
-    for i, field in enumerate(table["labels"]):
-        hot[i, parse_labels(field)] = 1.0
-    return hot
-
-
-def split_subset(manifest: pd.DataFrame, split: int, subset: str) -> pd.DataFrame:
-    """Usable rows of one split's ``train`` or ``test`` subset."""
-    column = f"split{split}"
-    if column not in manifest:
-        raise KeyError(f"split {split} is not in the manifest (columns: {list(manifest.columns)})")
-    return manifest[(manifest[column] == subset) & (manifest["status"] == "ok")]
-
-
-def shard_of(video_id: str, n_shards: int) -> int:
-    """Stable shard index of a video (crc32 of its id): known without reading the manifest."""
-    return zlib.crc32(video_id.encode("utf-8")) % n_shards
-

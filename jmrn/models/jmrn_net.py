@@ -12,21 +12,23 @@ class JointFeatureExtractor(nn.Module):
     """Per-joint motion features r_j from each joint's C-channel PoTion map.
 
     Siamese: one set of weights for all joints, run once on the batch with joints folded in.
-    Non-Siamese: separate (narrower) weights per joint, run together as grouped convolutions.
+    Non-Siamese: separate weights per joint, run together as grouped convolutions (the paper's
+    ablation uses narrower and shallower ones: ``width`` < 1 and ``layers`` = 2, i.e. only the
+    two stride-2 convolutions, so the output keeps its resolution).
     """
 
     def __init__(self, joints: int, channels: int, width: float, siamese: bool = True,
-                 nonsiamese_width: float = 0.25) -> None:
+                 layers: int = 4) -> None:
         super().__init__()
+        if layers not in (2, 4):
+            raise ValueError(f"extractor_layers must be 2 or 4, got {layers}")
         self.joints, self.siamese = joints, siamese
         g = 1 if siamese else joints
-        per = width if siamese else width * nonsiamese_width
-        c1, c2 = scaled(128, per) * g, scaled(256, per) * g
+        c1, c2 = scaled(128, width) * g, scaled(256, width) * g
         self.out_channels = c2 // g
-        self.net = nn.Sequential(
-            conv_relu(channels * g, c1, stride=2, groups=g), conv_relu(c1, c1, groups=g),
-            conv_relu(c1, c2, stride=2, groups=g), conv_relu(c2, c2, groups=g),
-        )
+        convs = [conv_relu(channels * g, c1, stride=2, groups=g), conv_relu(c1, c1, groups=g),
+                 conv_relu(c1, c2, stride=2, groups=g), conv_relu(c2, c2, groups=g)]
+        self.net = nn.Sequential(*(convs if layers == 4 else [convs[0], convs[2]]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, j, c, h, w = x.shape  # N x J x C x H x W
@@ -70,36 +72,41 @@ class ProjectionHead(nn.Module):
 
 
 class ReasoningHead(nn.Module):
-    """Inter-joint reasoning over the weighted, compressed joint features -> class logits."""
+    """Inter-joint reasoning over the weighted, compressed joint features -> class logits.
+
+    ``dropout`` drops whole feature maps (Dropout2d) of the joint features entering the head,
+    the regularisation the public code switches on for Charades."""
 
     def __init__(self, joints: int, c_dim: int, width: float, num_classes: int,
                  dropout: float = 0.0) -> None:
         super().__init__()
         c = scaled(512, width)
+        self.dropout = nn.Dropout2d(dropout)
         self.net = nn.Sequential(
             conv_bn_relu(joints * c_dim, c, kernel=1),
             conv_bn_relu(c, c, stride=2), conv_bn_relu(c, c),
         )
-        self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(c, num_classes)
 
     def forward(self, weighted: torch.Tensor) -> torch.Tensor:
-        n, j, d, h, w = weighted.shape
-        f = self.net(weighted.reshape(n, j * d, h, w)).mean(dim=(2, 3))
-        return self.fc(self.dropout(f))
+        n, j, d, h, w = weighted.shape  # N x J x c_dim x h' x w'
+        f = self.net(self.dropout(weighted.reshape(n, j * d, h, w))).mean(dim=(2, 3))  # N x C
+        return self.fc(f)
 
 
 class JMRN(nn.Module):
-    """Joint Motion Reasoning Network. Ablations: ``siamese=False``, ``reweight=False``."""
+    """Joint Motion Reasoning Network. Ablations: ``siamese=False`` (with a narrower, shallower
+    extractor: ``extractor_width``, ``extractor_layers``) and ``reweight=False`` (w_j = 1)."""
 
     def __init__(self, joints: int, channels: int, num_classes: int, width: float = 1.0,
                  siamese: bool = True, reweight: bool = True, hard_selector: bool = False,
-                 c_dim: int = 128, proj_dim: int = 128, nonsiamese_width: float = 0.25,
-                 dropout: float = 0.0) -> None:
+                 c_dim: int = 128, proj_dim: int = 128, extractor_width: float = 1.0,
+                 extractor_layers: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
         self.reweight = reweight
         self.input_norm = nn.BatchNorm2d(joints * channels)  # per joint and channel
-        self.extractor = JointFeatureExtractor(joints, channels, width, siamese, nonsiamese_width)
+        self.extractor = JointFeatureExtractor(joints, channels, width * extractor_width, siamese,
+                                               extractor_layers)
         feat = self.extractor.out_channels
         c_dim = scaled(c_dim, width)
         self.compress = nn.Sequential(nn.Linear(feat, c_dim), nn.ReLU(inplace=True))  # 1x1 conv

@@ -8,7 +8,7 @@ from typing import Any
 from tqdm import tqdm
 
 from jmrn.config import fingerprint
-from jmrn.datasets.manifest import read_manifest, shard_of
+from jmrn.tables import read_manifest, shard_of
 from jmrn.io import LogWriter
 from jmrn.pose.base import make_backend
 from jmrn.pose.skeleton import JOINTS

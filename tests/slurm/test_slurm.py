@@ -74,7 +74,7 @@ def test_outputs_match_a_local_run(runs):
     local, _ = runs["local"]
     for split in (1, 2):
         for variant in ("potion", "jmrn"):
-            rel = Path("results/demo") / f"split{split}" / variant / "metrics.json"
+            rel = Path("results/demo") / f"split{split}" / variant / "seed0" / "metrics.json"
             assert json.loads((slurm / rel).read_text()) == json.loads((local / rel).read_text())
     assert (slurm / "results/tables/summary.md").read_text() == (local / "results/tables/summary.md").read_text()
 
@@ -83,7 +83,7 @@ def test_failed_job_is_reported_with_its_log_and_rerun_alone(runs, tmp_path):
     slurm, _ = runs["slurm"]
     work = tmp_path / "fail"
     shutil.copytree(slurm, work, ignore=shutil.ignore_patterns("slurm_logs", "locks", "incomplete"))
-    (work / "results/demo/split2/jmrn/model.pt").unlink()
+    (work / "results/demo/split2/jmrn/seed0/model.pt").unlink()
     good = (work / "config.yaml").read_text()
     broken = yaml.safe_load(good)
     broken["train"]["device"] = "cuda"  # the node has no CUDA: the train job fails on SLURM
@@ -91,13 +91,13 @@ def test_failed_job_is_reported_with_its_log_and_rerun_alone(runs, tmp_path):
     xdg = tmp_path / "xdg"
     profile = ["--profile", str(REPO / "workflow/profiles/slurm"), *FAST_POLLING, *SMALL_JOBS,
                "--retries", "0"]
-    proc = run(work, "results/demo/split2/jmrn/model.pt", *profile, xdg=xdg)
+    proc = run(work, "results/demo/split2/jmrn/seed0/model.pt", *profile, xdg=xdg)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert re.search(r"slurm_logs/rule_train/\S*\d+\.log", text), text[-3000:]
     logs = list((work / ".snakemake" / "slurm_logs" / "rule_train").rglob("*.log"))
     assert logs and "cuda" in logs[0].read_text().lower()
-    assert not (work / "results/demo/split2/jmrn/model.pt").exists()
+    assert not (work / "results/demo/split2/jmrn/seed0/model.pt").exists()
     (work / "config.yaml").write_text(good)
     dry = run(work, "-n", "--cores", "1", "all", xdg=xdg)
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", dry.stdout + dry.stderr, flags=re.M))
@@ -105,4 +105,4 @@ def test_failed_job_is_reported_with_its_log_and_rerun_alone(runs, tmp_path):
                     "total": "5"}
     proc = run(work, "all", *profile, xdg=xdg)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (work / "results/demo/split2/jmrn/model.pt").exists()
+    assert (work / "results/demo/split2/jmrn/seed0/model.pt").exists()

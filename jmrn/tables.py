@@ -1,0 +1,144 @@
+"""Per-video tables (manifest, logits): reading, labels, split subsets and the validation split.
+
+A low module on purpose: training, export, fusion and report import it without pulling in the
+dataset adapters. The manifest columns are documented in ``jmrn.datasets.manifest``.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import zlib
+from collections import defaultdict
+
+import numpy as np
+import pandas as pd
+
+LABEL_SEPARATOR = ";"
+SUBSETS = ("train", "val", "test")
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a CSV atomically (UTF-8, no index)."""
+    from jmrn.io import atomic_path
+
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False, encoding="utf-8")
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Load a manifest with ids and names kept as strings (never parsed as numbers)."""
+    text = {c: str for c in ("video_id", "path", "label_name", "labels", "label_names",
+                             "keypoints", "group")}
+    return pd.read_csv(path, dtype=text, keep_default_na=False, encoding="utf-8")
+
+
+def is_multilabel(table: pd.DataFrame) -> bool:
+    """Multi-label tables (manifest, logits) carry ``labels`` ("3;17") instead of ``label``."""
+    return "labels" in table.columns
+
+
+def parse_labels(field: str) -> list[int]:
+    """Class indices of one multi-label ``labels`` field ("" = no action)."""
+    return [int(v) for v in str(field).split(LABEL_SEPARATOR) if v != ""]
+
+
+def class_names(manifest: pd.DataFrame) -> list[str]:
+    """Class names in label order (multi-label: every class some video carries)."""
+    if is_multilabel(manifest):
+        pairs = {}
+        for labels, names in zip(manifest["labels"], manifest["label_names"]):
+            pairs.update(zip(parse_labels(labels), [n for n in names.split(LABEL_SEPARATOR) if n]))
+        return [pairs.get(i, f"class_{i:03d}") for i in range(max(pairs, default=-1) + 1)]
+    pairs = manifest[["label", "label_name"]].drop_duplicates().sort_values("label")
+    return pairs["label_name"].tolist()
+
+
+def label_table(targets: np.ndarray) -> pd.DataFrame:
+    """The label column of exported tables: ``label`` indices, or ``labels`` "3;17" strings."""
+    if targets.ndim == 2:
+        return pd.DataFrame({"labels": [LABEL_SEPARATOR.join(map(str, np.flatnonzero(t))) for t in targets]})
+    return pd.DataFrame({"label": targets})
+
+
+def label_targets(table: pd.DataFrame, num_classes: int) -> np.ndarray:
+    """N class indices (int64), or N x K multi-hot (float32) for multi-label tables."""
+    if not is_multilabel(table):
+        return table["label"].to_numpy(dtype=np.int64)
+    hot = np.zeros((len(table), num_classes), np.float32)
+    for i, field in enumerate(table["labels"]):
+        hot[i, parse_labels(field)] = 1.0
+    return hot
+
+
+def shard_of(video_id: str, n_shards: int) -> int:
+    """Stable shard index of a video (crc32 of its id): known without reading the manifest."""
+    return zlib.crc32(video_id.encode("utf-8")) % n_shards
+
+
+def _row_classes(rows: pd.DataFrame) -> list[tuple[str, ...]]:
+    """The classes of each row, as strings; a multi-label video without an action is "-"."""
+    if is_multilabel(rows):
+        return [tuple(str(c) for c in parse_labels(f)) or ("-",) for f in rows["labels"]]
+    return [(str(c),) for c in rows["label"]]
+
+
+def validation_ids(rows: pd.DataFrame, fraction: float, salt: str) -> set[str]:
+    """The video ids of one training set that are held out for validation.
+
+    Stratified, grouped and deterministic without a seed: groups (the manifest's ``group``
+    column, e.g. the source video of HMDB51 clips or the subject of a skeleton set; each video
+    its own group without it) are visited in the order of a hash of ``salt`` and the group, and
+    a group is taken while one of its classes holds fewer validation videos than
+    ``round(fraction * n_class)`` (at least 1), provided every class it holds keeps another
+    group for training. Whole groups move, so no group straddles training and validation."""
+    if fraction <= 0 or rows.empty:
+        return set()
+    groups = rows["group"].astype(str).tolist() if "group" in rows else rows["video_id"].tolist()
+    members: dict[str, list[str]] = defaultdict(list)
+    group_counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    class_size: dict[str, int] = defaultdict(int)
+    for vid, group, classes in zip(rows["video_id"], groups, _row_classes(rows)):
+        members[group].append(vid)
+        for c in classes:
+            group_counts[group][c] += 1
+            class_size[c] += 1
+    target = {c: max(1, round(fraction * n)) for c, n in class_size.items()}
+    in_val = dict.fromkeys(class_size, 0)
+    train_groups_left = dict.fromkeys(class_size, 0)
+    for counts in group_counts.values():
+        for c in counts:
+            train_groups_left[c] += 1
+
+    def rank(group: str) -> tuple[str, str]:
+        return hashlib.sha256(f"{salt}:{group}".encode("utf-8")).hexdigest(), group
+
+    chosen: set[str] = set()
+    for group in sorted(members, key=rank):
+        counts = group_counts[group]
+        wanted = any(in_val[c] < target[c] for c in counts)
+        keeps_training = all(train_groups_left[c] > 1 for c in counts)
+        if wanted and keeps_training:
+            chosen.add(group)
+            for c, n in counts.items():
+                in_val[c] += n
+                train_groups_left[c] -= 1
+    return {vid for g in chosen for vid in members[g]}
+
+
+def split_subset(manifest: pd.DataFrame, split: int, subset: str,
+                 val_fraction: float = 0.0) -> pd.DataFrame:
+    """Usable rows of one split's ``train``, ``val`` or ``test`` subset.
+
+    ``val`` is carved out of the split's training rows by :func:`validation_ids`; with a
+    ``val_fraction`` the ``train`` subset excludes them. The test rows never take part."""
+    column = f"split{split}"
+    if column not in manifest:
+        raise KeyError(f"split {split} is not in the manifest (columns: {list(manifest.columns)})")
+    if subset not in SUBSETS:
+        raise ValueError(f"unknown subset {subset!r}; known: {SUBSETS}")
+    usable = manifest["status"] == "ok"
+    if subset == "test":
+        return manifest[(manifest[column] == "test") & usable]
+    training = manifest[(manifest[column] == "train") & usable]
+    held_out = training["video_id"].isin(validation_ids(training, val_fraction, f"split{split}"))
+    return training[held_out] if subset == "val" else training[~held_out]
