@@ -21,13 +21,16 @@ log = logging.getLogger(__name__)
 def build_potion_store(manifest_csv: str | os.PathLike, shard_paths: Sequence[str | os.PathLike],
                        potion: dict[str, Any], out_zarr: str | os.PathLike,
                        failed_csv: str | os.PathLike) -> int:
-    """Aggregate all shards into ``potion.zarr``; list every unusable video in ``failed.csv``."""
+    """Aggregate all shards into ``potion.zarr``; list every unusable video (``used`` False) and
+    every suspect one that was kept (short, no joint found; ``used`` True) in ``failed.csv``."""
     manifest = read_manifest(manifest_csv)
     shards = [HeatmapShard(p) for p in shard_paths]
-    failed = [{"video_id": r["video_id"], "stage": "manifest", "reason": r["status"]}
+    failed = [{"video_id": r["video_id"], "stage": "manifest", "reason": r["status"], "used": False}
               for r in manifest[manifest["status"] != "ok"].to_dict("records")]
-    failed += [{"video_id": f["video_id"], "stage": "pose", "reason": f["reason"]}
+    failed += [{"video_id": f["video_id"], "stage": "pose", "reason": f["reason"], "used": False}
                for s in shards for f in s.failed]
+    failed += [{"video_id": w["video_id"], "stage": "pose", "reason": w["reason"], "used": True}
+               for s in shards for w in s.warnings]
     owner = {v: s for s in shards for v in s.video_ids}
     video_ids = sorted(owner)
     if not shards:
@@ -51,6 +54,8 @@ def build_potion_store(manifest_csv: str | os.PathLike, shard_paths: Sequence[st
              "pose_config_hash": first["config_hash"], "config_hash": fingerprint(potion)}
     n = write_potion_store(out_zarr, video_ids, maps(),
                            (joints, channels + len(extra), height, width), attrs)
-    write_csv(pd.DataFrame(failed, columns=["video_id", "stage", "reason"]), failed_csv)
-    log.info("PoTion store: %d videos; %d unusable videos listed in %s", n, len(failed), failed_csv)
+    write_csv(pd.DataFrame(failed, columns=["video_id", "stage", "reason", "used"]), failed_csv)
+    n_used = sum(f["used"] for f in failed)
+    log.info("PoTion store: %d videos; %d unusable and %d suspect but used videos listed in %s",
+             n, len(failed) - n_used, n_used, failed_csv)
     return n

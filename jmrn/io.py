@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -20,12 +21,14 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 
     Works for files and directories (e.g. Zarr stores). The temporary name keeps the suffix,
     because some writers (OpenCV, Zarr) choose the format from it. A killed job leaves only a
-    hidden ``.*.tmp-<pid>*`` entry, which no rule declares and no rerun trusts.
+    hidden ``.*.tmp-<pid>*`` entry, which no rule declares and no rerun trusts; the next write of
+    the same output removes it (Snakemake never runs two jobs for one output).
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}{final.suffix}")
-    _remove(tmp)
+    for stale in final.parent.glob(f".{glob.escape(final.stem)}.tmp-*{glob.escape(final.suffix)}"):
+        _remove(stale)  # left by a killed job: one job writes an output at a time
     try:
         yield tmp
         if final.is_dir() and not final.is_symlink():

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from jmrn.datasets.report import DatasetError
+from jmrn.errors import UserError
 from jmrn.io import setup_logging
 
 log = logging.getLogger("jmrn.stages")
@@ -92,7 +92,7 @@ def run(smk: Any) -> None:
     log.info("stage %s (rule %s, wildcards %s)", stage, smk.rule, dict(smk.wildcards.items()))
     try:
         STAGES[stage](smk)
-    except DatasetError as exc:  # bad data or paths: one actionable line, no traceback
+    except UserError as exc:  # bad data, paths or settings: one actionable line, no traceback
         log.error("stage %s failed: %s", stage, exc)
         sys.exit(f"error: {exc}")
     except Exception:

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from jmrn.augment import AugmentConfig, augment
 from jmrn.config import fingerprint
+from jmrn.device import resolve_device  # noqa: F401  (export and tests use it from here)
 from jmrn.io import LogWriter, atomic_path, save_torch
 from jmrn.losses import classification_loss, joint_contrastive_loss
 from jmrn.metrics import top1_hits
@@ -79,12 +80,6 @@ def contrastive_weight_at(cfg: TrainConfig, epoch: int) -> float:
     if cfg.ramp_length <= 0:
         return cfg.contrastive_weight
     return cfg.contrastive_weight * min(1.0, (epoch - cfg.ramp_start + 1) / cfg.ramp_length)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

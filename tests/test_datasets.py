@@ -20,7 +20,7 @@ from jmrn.datasets.report import DatasetError
 from jmrn.pose.extract import extract_shard
 from jmrn.store import PotionStore
 
-MARKERS = {"backend": "markers", "height": 8, "width": 11}
+MARKERS = {"backend": "markers", "height": 8, "width": 11, "on_bad_video": "skip"}
 POTION = {"channels": 3, "normalisation": "area"}
 
 
@@ -76,7 +76,8 @@ def test_jhmdb_ground_truth_joints_to_potion(tiny_demo, tmp_path):
     victim.unlink()
     dataset = {"adapter": "jhmdb", "video_root": str(root / "videos"), "split_dir": str(root / "splits"),
                "joint_root": str(root / "joint_positions"), "splits": [1]}
-    pose = {"backend": "keypoints", "height": 60, "width": 80, "options": {"layout": "jhmdb15"}}
+    pose = {"backend": "keypoints", "height": 60, "width": 80, "on_bad_video": "skip",
+            "options": {"keypoints": {"layout": "jhmdb15"}}}
     manifest, store = to_potion(dataset, tmp_path, pose)
     assert "keypoints" in manifest and len(manifest) == 8
     lost = manifest[manifest["video_id"] == victim.parent.name].iloc[0]
@@ -299,8 +300,8 @@ def test_csv_adapter_relative_paths_splits_and_bad_lines(tiny_demo, tmp_path, ca
     with caplog.at_level(logging.WARNING):
         manifest, store = to_potion(dataset, tmp_path)
     assert "bad split value (line skipped): 1" in caplog.text and "'validation'" in caplog.text
-    assert "video in no split (kept, unused): 1 — e.g. spare" in caplog.text
-    gone = manifest.set_index("video_id").loc["gone (1)"]
+    assert "video in no split (kept, unused): 1 — e.g. clips/spare.avi" in caplog.text
+    gone = manifest.set_index("video_id").loc["clips/nowhere/gone (1).avi"]
     assert gone["status"] == "missing file" and gone["label_name"] == "ghost"
     assert (manifest.groupby("label_name")["split1"].apply(lambda s: (s == "test").sum()).drop("ghost") == 2).all()
     assert_potion_covers_usable(manifest, store, tmp_path)

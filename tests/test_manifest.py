@@ -87,8 +87,8 @@ def test_pose_stage_records_a_video_that_breaks_after_the_manifest(tiny_demo, tm
     pose = {"backend": "markers", "height": 8, "width": 11, "on_bad_video": "skip"}
     stats = extract_shard(tmp_path / "m.csv", 0, 1, pose, tmp_path / "s.zarr")
     shard = HeatmapShard(tmp_path / "s.zarr")
-    assert stats == {"videos": 23, "frames": stats["frames"], "failed": 1}
+    assert stats == {"videos": 23, "frames": stats["frames"], "failed": 1, "warnings": 0}
     assert shard.failed[0]["video_id"] == victim.stem and "VideoError" in shard.failed[0]["reason"]
-    with pytest.raises(RuntimeError, match="pose extraction failed for .*jump"):
+    with pytest.raises(DatasetError, match="pose extraction failed for .*jump"):
         extract_shard(tmp_path / "m.csv", 0, 1, {**pose, "on_bad_video": "fail"}, tmp_path / "t.zarr")
     assert not (tmp_path / "t.zarr").exists()  # nothing half-written left behind

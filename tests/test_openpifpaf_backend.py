@@ -6,7 +6,9 @@ import torch
 pytest.importorskip("openpifpaf")
 
 from jmrn.pose.base import make_backend  # noqa: E402
-from jmrn.pose.openpifpaf_backend import OpenPifPafBackend, build_network  # noqa: E402
+from jmrn.datasets.report import DatasetError  # noqa: E402
+from jmrn.pose.openpifpaf_backend import (  # noqa: E402
+    OpenPifPafBackend, build_network, save_state_dict, sha256_of)
 from jmrn.pose.skeleton import JOINTS  # noqa: E402
 
 
@@ -41,14 +43,59 @@ def test_cif_field_covers_the_frame(backend, frames):
     assert conf.shape == (3, 17, (120 - 1) // 16 + 1, (160 - 1) // 16 + 1)
 
 
-def test_local_checkpoint_file_loads(tmp_path, frames, backend):
+def test_state_dict_checkpoint_loads_without_unpickling(tmp_path, frames, backend):
     torch.manual_seed(1)
     net = build_network(None)
-    path = tmp_path / "my model.pkl"  # openpifpaf's checkpoint format: a whole pickled model
-    torch.save({"model": net, "epoch": 3}, path)
+    path = tmp_path / "my model.pt"
+    torch.save(net.state_dict(), path)
     local = OpenPifPafBackend(24, 32, checkpoint=str(path))
     ref = OpenPifPafBackend.__new__(OpenPifPafBackend)
     ref.__dict__.update(local.__dict__)
     ref.net = net.eval()
     np.testing.assert_allclose(local.frames_to_heatmaps(frames), ref.frames_to_heatmaps(frames), atol=1e-6)
     assert local.attrs()["checkpoint"] == str(path)
+
+
+def test_pickled_model_loads_only_with_its_sha256(tmp_path, frames):
+    torch.manual_seed(1)
+    net = build_network(None)
+    path = tmp_path / "release.pkl"  # openpifpaf's release format: a whole pickled model
+    torch.save({"model": net, "epoch": 3}, path)
+    with pytest.raises(DatasetError, match=r"refusing to unpickle .*release\.pkl"):
+        OpenPifPafBackend(24, 32, checkpoint=str(path))
+    with pytest.raises(DatasetError, match="refusing"):
+        OpenPifPafBackend(24, 32, checkpoint=str(path), checkpoint_sha256="0" * 64)
+    local = OpenPifPafBackend(24, 32, checkpoint=str(path), checkpoint_sha256=sha256_of(path))
+    torch.testing.assert_close(local.net.state_dict(), net.state_dict())
+    converted = tmp_path / "converted.pt"
+    save_state_dict(str(path), sha256_of(path), str(converted))
+    again = OpenPifPafBackend(24, 32, checkpoint=str(converted))
+    torch.testing.assert_close(again.net.state_dict(), net.state_dict())
+
+
+class RunsCode:
+    """A pickle that runs a command when loaded (what a crafted checkpoint does)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch '{self.marker}'",))
+
+
+def test_crafted_checkpoint_runs_nothing(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    torch.save({"model": RunsCode(marker)}, path)
+    with pytest.raises(DatasetError, match="refusing to unpickle"):
+        make_backend("openpifpaf", 24, 32, {"checkpoint": str(path)})
+    assert not marker.exists()
+
+
+def test_state_dict_of_another_network_is_one_line(tmp_path):
+    path = tmp_path / "other.pt"
+    torch.save({"conv.weight": torch.zeros(3, 3)}, path)
+    with pytest.raises(DatasetError, match="do not fit openpifpaf's shufflenetv2k16"):
+        OpenPifPafBackend(24, 32, checkpoint=str(path))

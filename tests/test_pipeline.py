@@ -26,8 +26,7 @@ def tiny_config(base: Path) -> dict:
     cfg["demo"].update(classes=4, videos_per_class=8, subjects=4, min_frames=12, max_frames=20)
     cfg["pose"].update(shards=2, height=16, width=21)
     cfg["train"].update(epochs=2, batch_size=8)
-    cfg["variants"]["potion"]["model"]["width"] = 0.125
-    cfg["variants"]["jmrn"]["model"]["width"] = 0.125
+    cfg["model"]["width"] = 0.125
     return cfg
 
 
@@ -121,3 +120,36 @@ def test_bad_config_value_is_refused_before_running(tmp_path: Path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(AssertionError, match="jmrm"):
         snakemake(tmp_path, "-n", "all")
+
+
+def test_interrupted_run_is_finished_by_the_plain_command(finished_run: Path, tmp_path: Path):
+    """SIGINT while a training job runs, then the README's plain command: the workflow profile
+    (profiles/default) makes Snakemake rerun the incomplete job instead of refusing."""
+    import shutil
+    import signal
+    import time
+
+    work = tmp_path / "w"
+    shutil.copytree(finished_run, work)
+    (work / "results/demo/split1/jmrn/seed0/model.pt").unlink()
+    log = work / "results/demo/logs/train/split1_jmrn_seed0.log"
+    log.unlink()
+    cmd = [*SNAKEMAKE, "--directory", str(work), "--configfile", str(work / "config.yaml"),
+           "--cores", "2", "all"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(cmd, cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    deadline = time.monotonic() + 120
+    while not log.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    assert log.exists(), "the training job never started"
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0, out  # the job was interrupted (its output may be half there)
+    rerun = snakemake(work, "all")
+    assert "workflow specific profile" in rerun.stderr
+    assert "rule train:" in rerun.stdout + rerun.stderr  # the interrupted job ran again
+    assert (work / "results/demo/split1/jmrn/seed0/model.pt").exists()
+    assert not list((work / "results/demo/split1/jmrn/seed0").glob(".*tmp-*"))
+    again = snakemake(work, "-n", "all")
+    assert "Nothing to be done" in again.stdout + again.stderr

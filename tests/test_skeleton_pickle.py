@@ -57,7 +57,8 @@ def test_skeleton_file_to_potion(tmp_path):
     assert len(m) == 13 and set(m["label_name"]) == {"a", "b", "c"}
     assert m.set_index("video_id").loc["empty", "status"] == "no keypoints"
     assert (m["split1"] == "train").sum() == 8 and (m["split1"] == "test").sum() == 5
-    pose = {"backend": "keypoints", "height": 12, "width": 16, "options": {"layout": "coco17"}}
+    pose = {"backend": "keypoints", "height": 12, "width": 16, "on_bad_video": "skip",
+            "options": {"keypoints": {"layout": "coco17"}}}
     shards = []
     for s in range(2):
         shards.append(tmp_path / f"shard{s:03d}.zarr")

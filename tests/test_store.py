@@ -79,3 +79,19 @@ def test_potion_store_count_mismatch_leaves_nothing(tmp_path):
         write_potion_store(tmp_path / "p.zarr", ["a", "b"], iter([np.zeros((1, 3, 2, 2))]),
                            (1, 3, 2, 2), {})
     assert not (tmp_path / "p.zarr").exists()
+
+
+def test_temporary_output_of_a_killed_job_is_removed_by_the_next_write(tmp_path):
+    stale_dir = tmp_path / ".potion.tmp-99999.zarr"
+    stale_dir.mkdir()
+    (stale_dir / "chunk").write_text("half")
+    stale_file = tmp_path / ".model.tmp-4242.pt"
+    stale_file.write_text("half")
+    other = tmp_path / ".potion2.tmp-1.zarr"  # another output's temp: not ours to remove
+    other.mkdir()
+    with atomic_path(tmp_path / "potion.zarr") as tmp:
+        tmp.mkdir()
+    with atomic_path(tmp_path / "model.pt") as tmp:
+        tmp.write_text("done")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".potion2.tmp-1.zarr", "model.pt",
+                                                          "potion.zarr"]

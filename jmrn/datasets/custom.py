@@ -10,18 +10,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from jmrn.datasets.files import is_video, require_dir, require_file
+from jmrn.datasets.files import is_video, require_dir, require_file, utf8_name
 from jmrn.datasets.report import DatasetError, DatasetProblems
 
 SUBSETS = ("train", "test", "-")
 
 
-def load_folder(video_root: str | Path) -> pd.DataFrame:
-    """Every video of every class folder (no split columns: the manifest holds out)."""
+def load_folder(video_root: str | Path, problems: DatasetProblems) -> pd.DataFrame:
+    """Every video of every class folder (no split columns: the manifest holds out). A video's
+    id is its path under the root (``walk/000.avi``): unique by construction, so videos
+    numbered per class never collide."""
     root = require_dir(video_root, "dataset.video_root")
-    rows = [{"video_id": f.stem, "path": str(f), "label_name": d.name}
-            for d in sorted(p for p in root.iterdir() if p.is_dir())
-            for f in sorted(d.iterdir()) if is_video(f)]
+    rows = [{"video_id": f"{d.name}/{f.name}", "path": str(f), "label_name": d.name}
+            for d in sorted(p for p in root.iterdir() if p.is_dir() and utf8_name(p, problems))
+            for f in sorted(d.iterdir()) if is_video(f) and utf8_name(f, problems)]
     if not rows:
         raise DatasetError(f"no videos in class folders under {root} (config dataset.video_root)")
     return pd.DataFrame(rows)
@@ -30,7 +32,11 @@ def load_folder(video_root: str | Path) -> pd.DataFrame:
 def load_csv(annotation: str | Path, splits: list[int], problems: DatasetProblems) -> pd.DataFrame:
     """Rows of a ``path,label[,split | split1..k]`` CSV; relative paths start at the CSV's folder."""
     csv = require_file(annotation, "dataset.annotation")
-    table = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8")
+    try:
+        table = pd.read_csv(csv, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{csv}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it "
+                           "as UTF-8") from exc
     if not {"path", "label"} <= set(table.columns):
         raise DatasetError(f"{csv}: needs columns 'path' and 'label' (has {list(table.columns)})")
     split_columns = {k: f"split{k}" if f"split{k}" in table.columns else None for k in splits}
@@ -46,7 +52,8 @@ def load_csv(annotation: str | Path, splits: list[int], problems: DatasetProblem
         if not r["path"].strip() or not label:
             problems.add("bad CSV line (skipped)", f"{csv.name}:{lineno}: empty path or label")
             continue
-        row = {"video_id": path.stem, "path": str(path if path.is_absolute() else csv.parent / path),
+        row = {"video_id": path.as_posix(),  # the path as listed: unique by construction
+               "path": str(path if path.is_absolute() else csv.parent / path),
                "label_name": label}
         bad = [r[c] for c in given.values() if r[c].strip() not in SUBSETS]
         if bad:

@@ -31,13 +31,25 @@ def is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_SUFFIXES and not path.name.startswith(".")
 
 
+def utf8_name(path: Path, problems: DatasetProblems) -> bool:
+    """Whether a file name found on disk is valid UTF-8. Other bytes cannot be written to the
+    UTF-8 tables nor handed to OpenCV safely, so such a file is recorded and skipped."""
+    try:
+        os.fsencode(path.name).decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        problems.add("file name is not valid UTF-8 (skipped; rename it)",
+                     repr(os.fsencode(path))[2:-1])
+        return False
+
+
 def index_videos(root: Path, problems: DatasetProblems) -> dict[str, Path]:
     """Every video under ``root`` (recursively) by file stem; one walk, whatever the layout."""
     found: dict[str, Path] = {}
     for folder, _, names in os.walk(root):
         for name in sorted(names):
             path = Path(folder, name)
-            if not is_video(path):
+            if not is_video(path) or not utf8_name(path, problems):
                 continue
             if path.stem in found:
                 problems.add("duplicate video name", f"{path} (also {found[path.stem]})")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jmrn.datasets.files import is_video, require_dir
+from jmrn.datasets.files import is_video, require_dir, utf8_name
 from jmrn.datasets.report import DatasetError, DatasetProblems
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,12 @@ SPLIT_FILE = re.compile(r"^(?P<cls>.+)_test_split(?P<k>\d+)\.txt$")
 def parse_split_file(path: Path, problems: DatasetProblems) -> dict[str, str]:
     """Map video file name -> train/test/- for one class and split; bad lines are recorded."""
     result: dict[str, str] = {}
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        problems.add("split file is not UTF-8 text (skipped)", f"{path.name}: byte {exc.start}")
+        return result
+    for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         name, _, code = line.rstrip().rpartition(" ")
@@ -43,13 +48,13 @@ def load(video_root: str | Path, split_dir: str | Path, splits: list[int],
     probe marks it ``missing file`` in the manifest (and failed.csv) instead of it vanishing."""
     video_root = require_dir(video_root, "dataset.video_root")
     split_dir = require_dir(split_dir, "dataset.split_dir")
-    classes = sorted(p.name for p in video_root.iterdir() if p.is_dir())
+    classes = sorted(p.name for p in video_root.iterdir() if p.is_dir() and utf8_name(p, problems))
     if not classes:
         raise DatasetError(f"no class folders under {video_root} (config dataset.video_root)")
     rows: dict[str, dict] = {}
     for cls in classes:
         for f in sorted((video_root / cls).iterdir()):
-            if not is_video(f):
+            if not is_video(f) or not utf8_name(f, problems):
                 continue
             if f.name in rows:
                 problems.add("duplicate video name (second copy ignored)",

@@ -39,7 +39,7 @@ def read_joint_positions(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         pos = np.asarray(loadmat(str(path), variable_names=["pos_img"])["pos_img"], np.float32)
-    except (KeyError, ValueError, OSError) as exc:
+    except (KeyError, ValueError, TypeError) as exc:  # content; OSError is a storage fault
         raise ValueError(f"{path}: no readable 'pos_img' ({exc})") from exc
     if pos.ndim != 3 or pos.shape[0] != 2 or pos.shape[1] != 15:
         raise ValueError(f"{path}: pos_img has shape {pos.shape}, expected 2 x 15 x T")

@@ -30,6 +30,7 @@ from jmrn.video import VideoError, probe
 
 log = logging.getLogger(__name__)
 
+FORMULA_STARTS = ("=", "+", "-", "@")
 ADAPTERS = ("demo", "hmdb51", "jhmdb", "charades", "kinetics_mimetics", "skeleton", "folder", "csv")
 
 
@@ -49,7 +50,7 @@ def _load_rows(dataset: dict[str, Any], splits: list[int], problems: DatasetProb
         return skeleton.load(dataset["annotation"], dataset["split_map"], splits,
                              dataset.get("label_names"), problems)
     if adapter == "folder":
-        return custom.load_folder(dataset["video_root"])
+        return custom.load_folder(dataset["video_root"], problems)
     if adapter == "csv":
         return custom.load_csv(dataset["annotation"], splits, problems)
     raise DatasetError(f"unknown dataset adapter {adapter!r}; available: {', '.join(ADAPTERS)}")
@@ -103,6 +104,10 @@ def _encode_labels(rows: pd.DataFrame, classes: list[str] | None
     bad = [c for c in classes if LABEL_SEPARATOR in c]
     if multilabel and bad:
         raise DatasetError(f"class names may not contain {LABEL_SEPARATOR!r}: {bad[:3]}")
+    formulas = [c for c in classes if c[:1] in FORMULA_STARTS]
+    if formulas:
+        raise DatasetError(f"class names may not start with {' '.join(FORMULA_STARTS)} (spreadsheets "
+                           f"run such CSV cells as formulas): {formulas[:3]}; rename those classes")
     index = {c: i for i, c in enumerate(classes)}
     if multilabel:
         rows["labels"] = [LABEL_SEPARATOR.join(str(index[n]) for n in ns) for ns in rows["label_names"]]
@@ -133,6 +138,25 @@ def _assign_splits(rows: pd.DataFrame, splits: list[int], test_fraction: float,
     for vid in rows.loc[unused, "video_id"]:
         problems.add("video in no split (kept, unused)", vid)
     return rows
+
+
+def check_classes(manifest: pd.DataFrame, splits: list[int], classes: list[str]) -> None:
+    """A classifier needs two classes with usable videos, and (single-label) every test class
+    needs training videos in the same split; else one line says what is wrong."""
+    usable = manifest[manifest["status"] == "ok"]
+    if "label" not in usable:
+        return
+    present = sorted({classes[i] for i in usable["label"]})
+    if len(present) < 2:
+        raise DatasetError(f"only {len(present)} class has usable videos ({present}); a classifier "
+                           "needs at least 2 — check the dataset paths and failed videos")
+    for k in splits:
+        train = set(usable.loc[usable[f"split{k}"] == "train", "label"])
+        test = set(usable.loc[usable[f"split{k}"] == "test", "label"])
+        orphans = sorted(classes[i] for i in test - train)
+        if orphans:
+            raise DatasetError(f"split {k}: test videos of {len(orphans)} classes without any usable "
+                               f"training video, e.g. {orphans[:3]}")
 
 
 def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads: int = 1) -> pd.DataFrame:
@@ -168,6 +192,7 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
     columns = ["video_id", "path", *label_columns, *[f"split{k}" for k in splits],
                "frames", "fps", "width", "height", "status", "group", *extra]
     manifest = manifest[columns].sort_values("video_id", kind="stable").reset_index(drop=True)
+    check_classes(manifest, splits, classes)
     bad = manifest[manifest["status"] != "ok"]
     log.info("manifest: %d videos, %d classes, %d unusable", len(manifest), len(classes), len(bad))
     for _, row in bad.head(10).iterrows():

@@ -4,10 +4,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from jmrn.errors import UserError
+
 log = logging.getLogger(__name__)
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError):
     """A dataset or its configuration cannot be used; the message says what to fix (one line)."""
 
 

@@ -25,10 +25,16 @@ class PoseBackend(ABC):
     """Produces joint heatmaps at a fixed output size (height x width)."""
 
     name: str = ""
+    # Whether the backend decodes the video, so that fewer frames than the container announced
+    # mean a damaged file (keypoint sources carry their own length).
+    decodes_video: bool = True
 
-    def __init__(self, height: int, width: int, batch_size: int = 16, **options: Any) -> None:
+    def __init__(self, height: int, width: int, batch_size: int = 16) -> None:
         if height < 1 or width < 1:
             raise ValueError(f"heatmap size must be positive, got {height}x{width}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError("pose.options.<backend>.batch_size must be a positive integer, "
+                             f"got {batch_size!r}")
         self.height, self.width, self.batch_size = height, width, batch_size
 
     @abstractmethod

@@ -8,42 +8,77 @@ from typing import Any
 from tqdm import tqdm
 
 from jmrn.config import fingerprint
-from jmrn.tables import read_manifest, shard_of
+from jmrn.datasets.report import DatasetError
 from jmrn.io import LogWriter
 from jmrn.pose.base import make_backend
 from jmrn.pose.skeleton import JOINTS
 from jmrn.store import write_heatmap_shard
+from jmrn.tables import read_manifest, shard_of
 from jmrn.video import VideoError
 
 log = logging.getLogger(__name__)
+
+# A video is "short" when fewer frames decode than its container announced, beyond this slack
+# (containers round their frame counts; a cut file loses many).
+SHORT_FRACTION = 0.9
+
+# Problems of a video's content. Anything else, OSError included (a full disk, a permission or
+# network-filesystem error), is a fault of the run: the job fails and commits no shard.
+CONTENT_ERRORS = (VideoError, ValueError)
+
+
+def content_warning(decoded: int, announced: int, peak: int) -> str | None:
+    """Why a stored video is suspect, or None: it decoded short, or no joint appears at all."""
+    if announced > 0 and decoded < SHORT_FRACTION * announced and announced - decoded >= 2:
+        return f"short: decoded {decoded} of {announced} frames"
+    if peak == 0:
+        return "no joint found in any frame (all heatmaps are zero)"
+    return None
 
 
 def extract_shard(manifest_csv: str | os.PathLike, shard: int, n_shards: int,
                   pose: dict[str, Any], out_zarr: str | os.PathLike) -> dict[str, int]:
     """Write heatmaps of every usable video whose id hashes to ``shard``.
 
-    A video that fails to decode is recorded in the shard's ``failed`` list and skipped
-    (``on_bad_video: skip``) or stops the job (``fail``)."""
+    A video that fails to decode is recorded in the shard's ``failed`` list and skipped; one
+    that decodes short or whose heatmaps are all zero is stored and recorded in ``warnings``
+    (``on_bad_video: skip``). With ``fail`` either stops the job on one line. Storage errors
+    are never taken for bad videos: they propagate and no shard is committed."""
     manifest = read_manifest(manifest_csv)
     usable = manifest[manifest["status"] == "ok"]
     rows = usable[usable["video_id"].map(lambda v: shard_of(v, n_shards)) == shard]
-    backend = make_backend(pose["backend"], pose["height"], pose["width"], pose.get("options"))
+    backend = make_backend(pose["backend"], pose["height"], pose["width"],
+                           (pose.get("options") or {}).get(pose["backend"]))
     shape = (len(JOINTS), pose["height"], pose["width"])
     attrs = {**backend.attrs(), "joints": list(JOINTS), "shard": shard, "n_shards": n_shards,
              "config_hash": fingerprint(pose)}
     log.info("shard %d/%d: %d videos with backend %s", shard, n_shards, len(rows), backend.name)
+    fail_fast = pose["on_bad_video"] == "fail"
     frames = 0
     with write_heatmap_shard(out_zarr, attrs) as shard_writer:
         for row in tqdm(rows.to_dict("records"), desc=f"pose shard {shard}", file=LogWriter(log),
                         mininterval=5.0):
             try:
-                frames += shard_writer.add(row["video_id"], backend.heatmaps(row), int(row["frames"]),
-                                           shape)
-            except (VideoError, OSError, ValueError) as exc:
-                if pose.get("on_bad_video", "skip") == "fail":
-                    raise RuntimeError(f"pose extraction failed for {row['path']}: {exc}") from exc
+                decoded = shard_writer.add(row["video_id"], backend.heatmaps(row),
+                                           int(row["frames"]), shape)
+            except CONTENT_ERRORS as exc:
+                if fail_fast:
+                    raise DatasetError(f"pose extraction failed for {row['path']}: {exc} "
+                                       "(pose.on_bad_video: fail)") from exc
                 log.warning("skipping %s: %s", row["path"], exc)
                 shard_writer.fail(row["video_id"], f"{type(exc).__name__}: {exc}")
+                continue
+            frames += decoded
+            announced = int(row["frames"]) if backend.decodes_video else 0
+            warning = content_warning(decoded, announced, shard_writer.peak)
+            if warning:
+                if fail_fast:
+                    raise DatasetError(f"pose extraction of {row['path']}: {warning} "
+                                       "(pose.on_bad_video: fail)")
+                log.warning("%s: %s (kept, listed in failed.csv)", row["path"], warning)
+                shard_writer.warn(row["video_id"], warning)
         n_ok, n_failed = len(shard_writer.video_ids), len(shard_writer.failed)
-    log.info("shard %d: %d videos, %d frames, %d failed", shard, n_ok, frames, n_failed)
-    return {"videos": n_ok, "frames": frames, "failed": n_failed}
+        n_warned = len(shard_writer.warnings)
+    log.info("shard %d: %d videos, %d frames, %d failed, %d suspect (short or no joint found)",
+             shard, n_ok, frames, n_failed, n_warned)
+    return {"videos": n_ok, "frames": frames, "failed": n_failed, "warnings": n_warned}

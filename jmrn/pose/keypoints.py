@@ -92,11 +92,13 @@ class KeypointsBackend(PoseBackend):
     name = "keypoints"
 
     def __init__(self, height: int, width: int, batch_size: int = 32, sigma: float = 0.6,
-                 layout: str = "coco17", **_: Any) -> None:
+                 layout: str = "coco17") -> None:
         super().__init__(height, width, batch_size)
         if layout not in LAYOUTS:
             raise ValueError(f"unknown keypoint layout {layout!r}; known: {', '.join(LAYOUTS)}")
         self.sigma, self.layout = sigma, layout
+
+    decodes_video = False
 
     def attrs(self) -> dict[str, Any]:
         return {**super().attrs(), "sigma": self.sigma, "layout": self.layout}

@@ -32,8 +32,8 @@ class MarkersBackend(PoseBackend):
     name = "markers"
 
     def __init__(self, height: int, width: int, batch_size: int = 16, min_saturation: int = 100,
-                 min_value: int = 80, min_pixels: int = 3, marker_hues: list[int] | None = None,
-                 **_: Any) -> None:
+                 min_value: int = 80, min_pixels: int = 3,
+                 marker_hues: list[int] | None = None) -> None:
         super().__init__(height, width, batch_size)
         if marker_hues is None:
             marker_hues = list(np.arange(NUM_JOINTS) * (HUE_RANGE // NUM_JOINTS))

@@ -6,15 +6,21 @@ persons add up; it is cropped to the frame, resized into the H x W output (aspec
 the neck is derived from the shoulders.
 
 Checkpoints: ``checkpoint`` is an openpifpaf name (``shufflenetv2k16``, ..., downloaded by
-openpifpaf on first use) or a local file path. openpifpaf checkpoints are whole pickled models,
-so they are loaded by openpifpaf's own loader (full unpickling): use files you trust.
-``checkpoint: null`` builds ``base_net`` with random weights (tests, timing).
+openpifpaf on first use) or a local file path. A local file that holds a state dict (tensors
+only) is loaded with ``torch.load(weights_only=True)`` into the network openpifpaf's factory
+builds for ``base_net``: nothing in the file can run. openpifpaf's own release files are whole
+pickled models, and unpickling one runs whatever code it names, so such a file is loaded (by
+openpifpaf's loader) only when ``checkpoint_sha256`` equals its SHA-256; otherwise the job stops
+with one line naming the file. ``python -m jmrn openpifpaf-state-dict`` turns a trusted one into
+a state dict once. ``checkpoint: null`` builds ``base_net`` with random weights (tests, timing).
 """
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
+import pickle
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -22,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jmrn.datasets.report import DatasetError
+from jmrn.device import resolve_device
 from jmrn.pose.base import PoseBackend, letterbox_geometry, to_uint8
 from jmrn.pose.skeleton import COCO17, JOINTS
 from jmrn.video import iter_frame_batches
@@ -47,19 +55,73 @@ def _full_unpickling() -> Iterator[None]:
             os.environ[key] = old
 
 
-def build_network(checkpoint: str | None, base_net: str = "shufflenetv2k16") -> torch.nn.Module:
-    """openpifpaf's network: from a checkpoint name / local path, or random weights."""
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _random_network(base_net: str) -> torch.nn.Module:
     import openpifpaf
 
-    if checkpoint:
-        # A local file is unpickled by openpifpaf itself; a name is downloaded by torch.hub.
-        loading = _full_unpickling() if os.path.isfile(checkpoint) else contextlib.nullcontext()
-        with loading:
-            net, _ = openpifpaf.network.Factory(checkpoint=checkpoint).factory()
-    else:
-        head_metas = openpifpaf.datasets.factory("cocokp").head_metas
-        net, _ = openpifpaf.network.Factory(base_name=base_net).factory(head_metas=head_metas)
+    head_metas = openpifpaf.datasets.factory("cocokp").head_metas
+    net, _ = openpifpaf.network.Factory(base_name=base_net).factory(head_metas=head_metas)
     return net
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor] | None:
+    """The tensors of a state-dict checkpoint (also nested under ``state_dict`` or ``model``),
+    read with ``weights_only=True``; None when the file is a pickled model instead."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return None
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise DatasetError(f"{path}: not a state dict of tensors (config pose.options.openpifpaf.checkpoint)")
+    return obj
+
+
+def build_network(checkpoint: str | None, base_net: str = "shufflenetv2k16",
+                  checkpoint_sha256: str | None = None) -> torch.nn.Module:
+    """openpifpaf's network: from a checkpoint name or local file (see the module docstring
+    for what is unpickled when), or ``base_net`` with random weights."""
+    import openpifpaf
+
+    if not checkpoint:
+        return _random_network(base_net)
+    if not os.path.isfile(checkpoint):  # a name: openpifpaf downloads its release file
+        net, _ = openpifpaf.network.Factory(checkpoint=checkpoint).factory()
+        return net
+    state = read_state_dict(checkpoint)
+    if state is not None:
+        net = _random_network(base_net)
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise DatasetError(f"{checkpoint}: its tensors do not fit openpifpaf's {base_net} "
+                               f"(config pose.options.openpifpaf.base_net): {str(exc).splitlines()[0]}") from exc
+        return net
+    if checkpoint_sha256 is None or sha256_of(checkpoint).lower() != checkpoint_sha256.lower():
+        raise DatasetError(
+            f"refusing to unpickle {checkpoint}: it is a pickled model, and loading one runs the code "
+            "it names; if you trust the file, set pose.options.openpifpaf.checkpoint_sha256 to its SHA-256 "
+            "(sha256sum), or convert it once with `python -m jmrn openpifpaf-state-dict`")
+    with _full_unpickling():
+        net, _ = openpifpaf.network.Factory(checkpoint=checkpoint).factory()
+    return net
+
+
+def save_state_dict(checkpoint: str, sha256: str, out: str) -> None:
+    """Convert a trusted whole-model openpifpaf checkpoint (its SHA-256 given) to a state dict."""
+    from jmrn.io import save_torch
+
+    net = build_network(checkpoint, checkpoint_sha256=sha256)
+    save_torch({k: v.cpu() for k, v in net.state_dict().items()}, out)
 
 
 class OpenPifPafBackend(PoseBackend):
@@ -68,13 +130,13 @@ class OpenPifPafBackend(PoseBackend):
     def __init__(self, height: int, width: int, batch_size: int = 8,
                  checkpoint: str | None = "shufflenetv2k16", base_net: str = "shufflenetv2k16",
                  device: str = "auto", fp16: bool = True, long_edge: int | None = None,
-                 **_: Any) -> None:
+                 checkpoint_sha256: str | None = None) -> None:
         super().__init__(height, width, batch_size)
         self.checkpoint, self.base_net, self.long_edge = checkpoint, base_net, long_edge
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
-                                   else "cpu" if device == "auto" else device)
+        self.device = resolve_device(device)
         self.dtype = torch.float16 if fp16 and self.device.type == "cuda" else torch.float32
-        self.net = build_network(checkpoint, base_net).eval().to(self.device, self.dtype)
+        self.net = build_network(checkpoint, base_net, checkpoint_sha256).eval().to(self.device,
+                                                                                   self.dtype)
         self.stride = int(self.net.base_net.stride)
         cif = [i for i, h in enumerate(self.net.head_nets) if h.meta.name == "cif"]
         if not cif:

@@ -1,0 +1,59 @@
+"""Config checks: overlays validated as Snakemake merges them, per-backend options, one-line
+errors for syntax errors, typos, bad values and a GPU that is not there."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jmrn.cli import main, merged_config
+from jmrn.device import resolve_device
+from jmrn.errors import UserError
+
+
+@pytest.mark.parametrize("files", [[], ["config/utd_mhad.yaml"], ["config/paper.yaml", "config/hmdb51.yaml"],
+                                   ["config/paper.yaml", "config/charades.yaml"],
+                                   ["config/paper.yaml", "config/jhmdb.yaml"]])
+def test_shipped_configs_and_overlays_are_valid(files):
+    config = merged_config(files)
+    assert config["train"]["val_fraction"] == 0.1  # the schema's defaults are filled in
+
+
+@pytest.mark.parametrize("text,message", [
+    ("train:\n  epochs: 3\n bad: [\n", r"bad\.yaml:3:2: YAML syntax error"),
+    ("pose:\n  options: {markers: {min_pixel: 3}}\n",
+     r"pose\.options\.markers: Additional properties are not allowed \('min_pixel'"),
+    ("pose:\n  options: {markers: {batch_size: '8'}}\n",
+     r"pose\.options\.markers\.batch_size: '8' is not of type 'integer'"),
+    ("pose:\n  options: {markers: {batch_size: 0}}\n",
+     r"pose\.options\.markers\.batch_size: 0 is less than the minimum of 1"),
+    ("pose:\n  options: {openpifpaf: {batch_size: -1}}\n", r"pose\.options\.openpifpaf\.batch_size: -1 is less"),
+    ("pose:\n  options: {hrnet: {}}\n", r"pose\.options: Additional properties are not allowed \('hrnet'"),
+    ("seeds: [-1]\n", r"seeds\.0: -1 is less than the minimum of 0"),
+    ("seeds: [1099511627776]\n", r"seeds\.0: 1099511627776 is greater than the maximum"),
+    ("variants:\n  jmrn: {match_parameters: nope}\n", r"match_parameters names 'nope'"),
+    ("- a list\n", r"must be a mapping"),
+])
+def test_bad_config_is_one_line_naming_file_and_key(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message):
+        merged_config([str(path)])
+    assert main(["check-config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_asking_for_a_missing_gpu_is_one_line():
+    with pytest.raises(UserError, match=r"device 'cuda' .* has 0 usable CUDA GPUs"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_backend_options_are_checked_when_built_directly():
+    from jmrn.pose.base import make_backend
+
+    with pytest.raises(TypeError, match="min_pixel"):
+        make_backend("markers", 8, 11, {"min_pixel": 3})
+    with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+        make_backend("markers", 8, 11, {"batch_size": 0})
