@@ -24,7 +24,7 @@ def _no_nan(metrics: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in metrics.items()}
 
 
-def export_variant(potion_path: str, manifest_csv: str, split: int, variant: dict[str, Any],
+def export_variant(potion_path: str, videos: str, split: int, variant: dict[str, Any],
                    model_path: str, device: str, out_logits: str, out_metrics: str,
                    out_joint_weights: str, seed: int, val_fraction: float,
                    threads: int = 1) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def export_variant(potion_path: str, manifest_csv: str, split: int, variant: dic
     and joint_weights.csv (selector weights per video)."""
     torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
-    data = load_split(potion_path, manifest_csv, split, ("train", "val", "test"), val_fraction)
+    data = load_split(potion_path, videos, split, ("train", "val", "test"), val_fraction)
     first = data["train"]
     model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))

@@ -28,10 +28,24 @@ def manifest(smk: Any) -> None:
     build_manifest(dict(smk.params.dataset), smk.output.manifest, threads=smk.threads)
 
 
+def shard_videos(smk: Any) -> None:
+    from jmrn.dag import write_shard_videos
+
+    write_shard_videos(smk.input.manifest, int(smk.wildcards.shard[len("shard"):]),
+                       smk.params.n_shards, smk.wildcards.digest, smk.output.videos)
+
+
+def split_videos(smk: Any) -> None:
+    from jmrn.dag import write_split_table
+
+    write_split_table(smk.input.manifest, smk.input.potion, int(smk.wildcards.split),
+                      smk.wildcards.digest, smk.output.videos)
+
+
 def pose(smk: Any) -> None:
     from jmrn.pose.extract import extract_shard
 
-    extract_shard(smk.input.manifest, int(smk.wildcards.shard[len("shard"):]), smk.params.n_shards,
+    extract_shard(smk.input.videos, int(smk.wildcards.shard[len("shard"):]), smk.params.n_shards,
                   dict(smk.params.pose), smk.output.heatmaps)
 
 
@@ -45,7 +59,7 @@ def potion(smk: Any) -> None:
 def train(smk: Any) -> None:
     from jmrn.train import train_variant
 
-    train_variant(smk.input.potion, smk.input.manifest, int(smk.wildcards.split),
+    train_variant(smk.input.potion, smk.input.videos, int(smk.wildcards.split),
                   dict(smk.params.variant), dict(smk.params.train), int(smk.wildcards.seed),
                   smk.output.model, smk.output.history, threads=smk.threads)
 
@@ -53,7 +67,7 @@ def train(smk: Any) -> None:
 def export(smk: Any) -> None:
     from jmrn.export import export_variant
 
-    export_variant(smk.input.potion, smk.input.manifest, int(smk.wildcards.split),
+    export_variant(smk.input.potion, smk.input.videos, int(smk.wildcards.split),
                    dict(smk.params.variant), smk.input.model, smk.params.device,
                    smk.output.logits, smk.output.metrics, smk.output.joint_weights,
                    seed=int(smk.wildcards.seed), val_fraction=float(smk.params.val_fraction),
@@ -81,7 +95,8 @@ def report(smk: Any) -> None:
 
 
 STAGES: dict[str, Callable[[Any], None]] = {
-    f.__name__: f for f in (demo_dataset, manifest, pose, potion, train, export, fusion, report)
+    f.__name__: f for f in (demo_dataset, manifest, shard_videos, pose, potion, split_videos, train,
+                            export, fusion, report)
 }
 
 

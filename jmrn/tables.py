@@ -142,3 +142,63 @@ def split_subset(manifest: pd.DataFrame, split: int, subset: str,
     training = manifest[(manifest[column] == "train") & usable]
     held_out = training["video_id"].isin(validation_ids(training, val_fraction, f"split{split}"))
     return training[held_out] if subset == "val" else training[~held_out]
+
+
+# --- what a pose shard and a split's training depend on (content-addressed in the DAG) -------
+
+SHARD_COLUMNS = ("video_id", "path", "frames", "fps", "width", "height", "status", "keypoints")
+
+
+def table_digest(frame: pd.DataFrame) -> str:
+    """Short, stable hash of a table's CSV text (column order and values)."""
+    return hashlib.sha256(frame.to_csv(index=False).encode("utf-8")).hexdigest()[:16]
+
+
+def shard_tables(manifest: pd.DataFrame, n_shards: int) -> dict[int, pd.DataFrame]:
+    """Per shard, the manifest columns its pose job reads (never labels or splits), in id order."""
+    columns = [c for c in SHARD_COLUMNS if c in manifest]
+    ordered = manifest.sort_values("video_id", kind="stable")
+    shard = ordered["video_id"].map(lambda v: shard_of(v, n_shards))
+    groups = {s: part[columns].reset_index(drop=True) for s, part in ordered.groupby(shard, sort=True)}
+    empty = ordered.iloc[:0][columns].reset_index(drop=True)
+    return {s: groups.get(s, empty) for s in range(n_shards)}
+
+
+def split_table(manifest: pd.DataFrame, split: int, crc32: dict[str, int]) -> dict:
+    """What one split's training and export read: its usable videos in the PoTion store with
+    their subset, label(s), group and the crc32 of their PoTion map, and the class names. Its
+    hash changes exactly when a model of this split would come out different."""
+    column = f"split{split}"
+    if column not in manifest:
+        raise KeyError(f"split {split} is not in the manifest")
+    labels = ["labels", "label_names"] if is_multilabel(manifest) else ["label", "label_name"]
+    rows = manifest[manifest[column].isin(["train", "test"]) & (manifest["status"] == "ok")
+                    & manifest["video_id"].isin(crc32)]
+    rows = rows.sort_values("video_id", kind="stable")
+    table = {c: rows[c].tolist() for c in ["video_id", *labels, "group", column] if c in rows}
+    table["crc32"] = [int(crc32[v]) for v in rows["video_id"]]
+    return {"split": split, "classes": class_names(manifest), "videos": table}
+
+
+def split_digest(table: dict) -> str:
+    import json
+
+    text = json.dumps(table, sort_keys=True, separators=(",", ":"), default=int)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_split_source(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
+    """Rows in the manifest's columns and the class names, from a split table (``.json``, what
+    the pipeline's train and export jobs read) or a whole manifest (``.csv``)."""
+    import json
+
+    if str(path).endswith(".json"):
+        with open(path, encoding="utf-8") as fh:
+            table = json.load(fh)
+        rows = pd.DataFrame(table["videos"]).assign(status="ok")
+        for c in ("video_id", "labels", "label_names", "label_name", "group"):
+            if c in rows:
+                rows[c] = rows[c].astype(str)
+        return rows, list(table["classes"])
+    manifest = read_manifest(path)
+    return manifest, class_names(manifest)

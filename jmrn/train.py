@@ -33,7 +33,7 @@ from jmrn.losses import classification_loss, joint_contrastive_loss
 from jmrn.metrics import top1_hits
 from jmrn.models import build_model, count_parameters, match_parameters
 from jmrn.store import PotionStore
-from jmrn.tables import class_names, label_targets, read_manifest, split_subset
+from jmrn.tables import label_targets, read_split_source, split_subset
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +101,14 @@ class Subset:
     classes: list[str]
 
 
-def load_split(potion_path: str | os.PathLike, manifest_csv: str | os.PathLike, split: int,
+def load_split(potion_path: str | os.PathLike, videos: str | os.PathLike, split: int,
                subsets: tuple[str, ...], val_fraction: float) -> dict[str, Subset]:
-    """The requested subsets (train, val, test) of one split, read from the PoTion store."""
-    manifest = read_manifest(manifest_csv)
+    """The requested subsets (train, val, test) of one split, read from the PoTion store.
+
+    ``videos`` is the split's table (``split<k>/videos.<digest>.json``, what the pipeline
+    passes) or a whole manifest CSV."""
+    manifest, classes = read_split_source(videos)
     store = PotionStore(potion_path)
-    classes = class_names(manifest)
     result = {}
     for subset in subsets:
         rows = split_subset(manifest, split, subset, val_fraction)
@@ -302,14 +304,14 @@ def data_fingerprint(ids: list[str], x: torch.Tensor, y: torch.Tensor) -> str:
     return digest.hexdigest()[:16]
 
 
-def train_variant(potion_path: str, manifest_csv: str, split: int, variant: dict[str, Any],
+def train_variant(potion_path: str, videos: str, split: int, variant: dict[str, Any],
                   train: dict[str, Any], seed: int, out_model: str, out_history: str,
                   threads: int = 1) -> None:
     """Snakemake entry: train one resolved variant on one split with one seed; write model.pt
     (state_dict) and history.csv (per epoch: losses, lambda, accuracies, lr, kept epoch)."""
     torch.set_num_threads(max(1, threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
-    data = load_split(potion_path, manifest_csv, split, ("train", "val"), float(train["val_fraction"]))
+    data = load_split(potion_path, videos, split, ("train", "val"), float(train["val_fraction"]))
     tr, va = data["train"], data["val"]
     if len(tr.x) < 2:
         raise ValueError(f"split {split} has {len(tr.x)} usable training videos; need at least 2")

@@ -1,5 +1,11 @@
-# Shared names and input functions. No pipeline logic lives here: only paths from the config.
+# Shared names and input functions. No pipeline logic lives here: only paths from the config
+# and the content digests (jmrn.dag) that name what each job depends on.
 import re
+
+from snakemake.exceptions import IncompleteCheckpointException
+from snakemake.io import checkpoint_target
+
+from jmrn.dag import shard_digests, source_digest, split_digests
 
 DATASET = config["dataset"]["name"]
 SPLITS = [int(s) for s in config["dataset"]["splits"]]
@@ -18,6 +24,7 @@ wildcard_constraints:
     seed=r"\d+",
     variant="|".join(re.escape(v) for v in config["variants"]),
     fusion="|".join(re.escape(f) for f in FUSIONS) or "(?!)",
+    digest=r"[0-9a-f]{16}",
 
 
 # Every per-run output path, spelled once (rules use them with wildcards, `all` and the report
@@ -29,6 +36,36 @@ FUSION_DIR = "results/{dataset}/split{split}/fusion/{fusion}/seed{seed}"
 def run_file(name, **wildcards):
     """A run's file, e.g. run_file("metrics.json", split=1, variant="jmrn", seed=0)."""
     return expand(f"{RUN_DIR}/{name}", dataset=DATASET, **wildcards)
+
+
+MANIFEST = "results/{dataset}/manifest.csv"
+POTION = "results/{dataset}/potion.zarr"
+
+
+def manifest_sources(wildcards):
+    """Digest of the dataset's files on disk: a new, removed or replaced video reruns the
+    manifest (the demo's files are the demo_dataset rule's output and are tracked as inputs)."""
+    if config["dataset"]["adapter"] == "demo":
+        return "demo"
+    return source_digest(config["dataset"])
+
+
+def shard_videos_file(wildcards):
+    """The pose shard's video table, named by its content: unchanged rows, unchanged name."""
+    manifest = checkpoints.manifest.get(dataset=wildcards.dataset).output.manifest
+    digest = shard_digests(manifest, N_SHARDS)[int(wildcards.shard[len("shard"):])]
+    return f"results/{wildcards.dataset}/shards/{wildcards.shard}.{digest}.csv"
+
+
+def split_videos_file(wildcards):
+    """The split's table (membership, labels, groups, PoTion checksums), named by its content."""
+    manifest = checkpoints.manifest.get(dataset=wildcards.dataset).output.manifest
+    potion = checkpoints.potion.get(dataset=wildcards.dataset).output.potion
+    digests = split_digests(manifest, potion)
+    split = int(wildcards.split)
+    if split not in digests:  # the manifest is being rebuilt with this new split
+        raise IncompleteCheckpointException(checkpoints.manifest.rule, checkpoint_target(manifest))
+    return f"results/{wildcards.dataset}/split{split}/videos.{digests[split]}.json"
 
 
 def manifest_inputs(wildcards):
@@ -49,7 +86,12 @@ def fusion_variants(wildcards):
 
 
 def fusion_inputs(wildcards):
-    """Our variants' logits and the external streams' files (so edits to them rerun fusion)."""
+    """Our variants' logits and the external streams' files (so edits to them rerun fusion).
+
+    Asking for the manifest checkpoint defers this job's needs until a manifest that is being
+    rebuilt exists, like its exports': otherwise Snakemake would keep a fusion whose inputs
+    turn out unchanged scheduled from its first, pessimistic pass."""
+    checkpoints.manifest.get(dataset=wildcards.dataset)
     files = {
         "variant_logits": [
             RUN_DIR.format(dataset=DATASET, split=wildcards.split, variant=m, seed=wildcards.seed)

@@ -21,11 +21,11 @@ rule demo_dataset:
         STAGE_SCRIPT
 
 
-rule manifest:
+checkpoint manifest:
     input:
         unpack(manifest_inputs),
     output:
-        manifest="results/{dataset}/manifest.csv",
+        manifest=MANIFEST,
     log:
         "results/{dataset}/logs/manifest.log",
     benchmark:
@@ -33,10 +33,55 @@ rule manifest:
     params:
         stage="manifest",
         dataset=config["dataset"],
+        sources=manifest_sources,
     threads: 4
     resources:
         mem_mb=2000,
         runtime=60,
+    conda:
+        "../envs/pose.yaml"
+    script:
+        STAGE_SCRIPT
+
+
+rule shard_videos:
+    input:
+        manifest=ancient(MANIFEST),
+    output:
+        videos="results/{dataset}/shards/{shard}.{digest}.csv",
+    log:
+        "results/{dataset}/logs/shards/{shard}.{digest}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/shards/{shard}.{digest}.tsv"
+    params:
+        stage="shard_videos",
+        n_shards=N_SHARDS,
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/pose.yaml"
+    script:
+        STAGE_SCRIPT
+
+
+rule split_videos:
+    input:
+        manifest=ancient(MANIFEST),
+        potion=ancient(POTION),
+    output:
+        videos="results/{dataset}/split{split}/videos.{digest}.json",
+    log:
+        "results/{dataset}/logs/splits/split{split}.{digest}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/splits/split{split}.{digest}.tsv"
+    params:
+        stage="split_videos",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     conda:
         "../envs/pose.yaml"
     script:

@@ -1,6 +1,6 @@
 rule pose:
     input:
-        manifest="results/{dataset}/manifest.csv",
+        videos=shard_videos_file,
     output:
         heatmaps=directory("results/{dataset}/heatmaps/{shard}.zarr"),
     log:

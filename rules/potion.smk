@@ -1,9 +1,9 @@
-rule potion:
+checkpoint potion:
     input:
-        manifest="results/{dataset}/manifest.csv",
+        manifest=ancient(MANIFEST),
         shards=expand("results/{{dataset}}/heatmaps/{shard}.zarr", shard=SHARDS),
     output:
-        potion=directory("results/{dataset}/potion.zarr"),
+        potion=directory(POTION),
         failed="results/{dataset}/failed.csv",
     log:
         "results/{dataset}/logs/potion.log",

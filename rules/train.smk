@@ -1,7 +1,7 @@
 rule train:
     input:
-        potion="results/{dataset}/potion.zarr",
-        manifest="results/{dataset}/manifest.csv",
+        potion=ancient(POTION),
+        videos=split_videos_file,
     output:
         model=f"{RUN_DIR}/model.pt",
         history=f"{RUN_DIR}/history.csv",
@@ -26,8 +26,8 @@ rule train:
 
 rule export:
     input:
-        potion="results/{dataset}/potion.zarr",
-        manifest="results/{dataset}/manifest.csv",
+        potion=ancient(POTION),
+        videos=split_videos_file,
         model=f"{RUN_DIR}/model.pt",
     output:
         logits=f"{RUN_DIR}/logits.csv",

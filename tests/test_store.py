@@ -95,3 +95,41 @@ def test_temporary_output_of_a_killed_job_is_removed_by_the_next_write(tmp_path)
         tmp.write_text("done")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".potion2.tmp-1.zarr", "model.pt",
                                                           "potion.zarr"]
+
+
+def test_source_digest_follows_the_dataset_files(tmp_path):
+    from jmrn.dag import source_digest
+
+    videos = tmp_path / "videos" / "walk"
+    videos.mkdir(parents=True)
+    (videos / "a.avi").write_bytes(b"a")
+    (tmp_path / "labels.csv").write_text("path,label\n")
+    dataset = {"adapter": "folder", "video_root": str(tmp_path / "videos"),
+               "annotation": str(tmp_path / "labels.csv"), "splits": [1]}
+    first = source_digest(dataset)
+    assert source_digest(dataset) == first  # stable
+    (videos / "b.avi").write_bytes(b"b")
+    second = source_digest(dataset)
+    assert second != first  # a new video reruns the manifest
+    (tmp_path / "labels.csv").write_text("path,label\nx.avi,walk\n")
+    assert source_digest(dataset) != second  # so does an edited annotation file
+
+
+def test_shard_and_split_tables_ignore_what_their_jobs_do_not_read():
+    import pandas as pd
+
+    from jmrn.tables import shard_tables, split_digest, split_table, table_digest
+
+    manifest = pd.DataFrame({"video_id": ["a", "b", "c", "d"], "path": list("abcd"), "label": [0, 1, 0, 1],
+                             "label_name": ["x", "y", "x", "y"], "split1": ["train", "train", "test", "test"],
+                             "frames": 5, "fps": 25.0, "width": 8, "height": 6, "status": "ok",
+                             "group": list("abcd")})
+    relabelled = manifest.assign(label=[1, 0, 1, 0], label_name=["y", "x", "y", "x"],
+                                 split2=["test", "test", "train", "train"])
+    for s, t in shard_tables(manifest, 3).items():  # labels and splits are not pose's business
+        assert table_digest(t) == table_digest(shard_tables(relabelled, 3)[s])
+    crc = dict(zip("abcd", [1, 2, 3, 4]))
+    base = split_digest(split_table(manifest, 1, crc))
+    assert split_digest(split_table(relabelled.drop(columns="split2"), 1, crc)) != base  # labels
+    assert split_digest(split_table(manifest, 1, {**crc, "c": 9})) != base  # a PoTion map
+    assert split_digest(split_table(manifest.assign(split2="train"), 1, crc)) == base  # other split

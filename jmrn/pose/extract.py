@@ -38,7 +38,9 @@ def content_warning(decoded: int, announced: int, peak: int) -> str | None:
 
 def extract_shard(manifest_csv: str | os.PathLike, shard: int, n_shards: int,
                   pose: dict[str, Any], out_zarr: str | os.PathLike) -> dict[str, int]:
-    """Write heatmaps of every usable video whose id hashes to ``shard``.
+    """Write heatmaps of every usable video whose id hashes to ``shard``; ``manifest_csv`` is the
+    shard's own video table (``shards/shardNNN.<digest>.csv``, what the pipeline passes) or the
+    whole manifest.
 
     A video that fails to decode is recorded in the shard's ``failed`` list and skipped; one
     that decodes short or whose heatmaps are all zero is stored and recorded in ``warnings``

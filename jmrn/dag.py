@@ -1,0 +1,104 @@
+"""Content digests that let Snakemake rerun only what a change touches (see README, *Caching*).
+
+A pose shard depends on its videos' manifest rows (``tables.shard_tables``), a training on its
+split's table (``tables.split_table``: membership, labels, groups, classes and the crc32 of each
+PoTion map). The rules name these inputs by their digest (``shards/shard007.<digest>.csv``,
+``split1/videos.<digest>.json``) and read the manifest and PoTion store as ``ancient``: a
+rewritten manifest or store whose relevant content did not change leaves every file name, and so
+every downstream job, as it was. The digests are computed while Snakemake builds the DAG, once
+per manifest / store version (cached on path, size and modification time).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+from jmrn.io import atomic_path, write_json
+from jmrn.tables import (read_manifest, shard_tables, split_digest, split_table, table_digest)
+
+
+def _stamp(path: str | os.PathLike) -> tuple[str, int, int]:
+    st = os.stat(path)
+    return str(path), st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _shard_digests(stamp: tuple[str, int, int], n_shards: int) -> dict[int, str]:
+    tables = shard_tables(read_manifest(stamp[0]), n_shards)
+    return {s: table_digest(t) for s, t in tables.items()}
+
+
+def shard_digests(manifest_csv: str | os.PathLike, n_shards: int) -> dict[int, str]:
+    """Digest of each shard's video rows."""
+    return _shard_digests(_stamp(manifest_csv), n_shards)
+
+
+@functools.lru_cache(maxsize=4)
+def _split_tables(manifest_stamp: tuple[str, int, int], potion_stamp: tuple[str, int, int]
+                  ) -> dict[int, dict]:
+    from jmrn.store import PotionStore
+
+    manifest = read_manifest(manifest_stamp[0])
+    store = PotionStore(potion_stamp[0])
+    crc = dict(zip(store.video_ids, store.crc32.tolist())) if store.crc32 is not None else \
+        dict.fromkeys(store.video_ids, 0)
+    splits = [int(c[len("split"):]) for c in manifest.columns
+              if c.startswith("split") and c[len("split"):].isdigit()]
+    return {k: split_table(manifest, k, crc) for k in splits}
+
+
+def split_tables(manifest_csv: str | os.PathLike, potion_zarr: str | os.PathLike) -> dict[int, dict]:
+    """Each split's table (see ``tables.split_table``) by split number."""
+    meta = _stamp(Path(potion_zarr) / "zarr.json")  # rewritten with every new store
+    return _split_tables(_stamp(manifest_csv), (str(potion_zarr), *meta[1:]))
+
+
+def split_digests(manifest_csv: str | os.PathLike, potion_zarr: str | os.PathLike) -> dict[int, str]:
+    return {k: split_digest(t) for k, t in split_tables(manifest_csv, potion_zarr).items()}
+
+
+DATASET_SOURCES = ("video_root", "split_dir", "joint_root", "annotation_dir", "annotation",
+                   "label_names")
+
+
+def source_digest(dataset: dict[str, Any]) -> str:
+    """Digest of the dataset's files as listed on disk (relative name, size, modification time):
+    adding, removing or replacing a video or an annotation file reruns the manifest."""
+    paths = [dataset[k] for k in DATASET_SOURCES if dataset.get(k)]
+    for source in ("train_source", "test_source"):
+        paths += [v for v in (dataset.get(source) or {}).values() if v]
+    digest = hashlib.sha256()
+    for root in sorted(map(str, paths)):
+        digest.update(f"\0{root}\0".encode("utf-8", "surrogateescape"))
+        if os.path.isfile(root):
+            st = os.stat(root)
+            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
+            continue
+        for folder, dirs, names in os.walk(root):
+            dirs.sort()
+            for name in sorted(names):
+                st = os.stat(os.path.join(folder, name))
+                rel = os.path.relpath(os.path.join(folder, name), root)
+                digest.update(f"{rel}\0{st.st_size}:{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:16]
+
+
+def write_shard_videos(manifest_csv: str, shard: int, n_shards: int, digest: str, out: str) -> None:
+    """The video rows of one pose shard, checked against the digest the DAG planned with."""
+    table = shard_tables(read_manifest(manifest_csv), n_shards)[shard]
+    if table_digest(table) != digest:
+        raise RuntimeError(f"shard {shard}: the manifest changed after the DAG was built; rerun")
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False, encoding="utf-8")
+
+
+def write_split_table(manifest_csv: str, potion_zarr: str, split: int, digest: str, out: str) -> None:
+    """One split's table (JSON), checked against the digest the DAG planned with."""
+    table = split_tables(manifest_csv, potion_zarr)[split]
+    if split_digest(table) != digest:
+        raise RuntimeError(f"split {split}: the manifest or PoTion store changed after the DAG "
+                           "was built; rerun")
+    write_json(out, table)
