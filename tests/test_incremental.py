@@ -18,28 +18,20 @@ pytestmark = pytest.mark.slow
 IGNORED = ("logs", "benchmarks", ".snakemake")
 
 
-def base_config(work: Path) -> dict:
-    cfg = tiny_config(work)
-    cfg["dataset"]["splits"] = [1]
-    return cfg
-
-
 def write_config(work: Path, cfg: dict) -> None:
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
 
 
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("incremental")
-    write_config(work, base_config(work))
-    snakemake(work, "all")
-    return work
+@pytest.fixture
+def finished(finished_run: Path) -> Path:
+    """The session's finished tiny run (2 splits, potion + jmrn, seed 0): copied, never changed."""
+    return finished_run
 
 
 def copy_run(finished: Path, tmp_path: Path, change) -> tuple[Path, dict]:
     work = tmp_path / "w"
-    shutil.copytree(finished, work)
-    cfg = copy.deepcopy(base_config(work))
+    shutil.copytree(finished, work, ignore=shutil.ignore_patterns("report.html"))
+    cfg = copy.deepcopy(tiny_config(work))
     change(cfg)
     write_config(work, cfg)
     return work, cfg
@@ -64,9 +56,9 @@ def rewritten(before: dict[str, int], after: dict[str, int]) -> set[str]:
 
 
 @pytest.mark.parametrize("change,expected", [
-    (lambda c: c["run_variants"].append("jmrn_paa"), {"train": 1, "export": 1, "report": 1, "all": 1}),
-    (lambda c: c.update(seeds=[0, 1]), {"train": 2, "export": 2, "fusion": 1, "report": 1, "all": 1}),
-    (lambda c: c["fusion"].update({"jmrn+potion": ["jmrn", "potion"]}), {"fusion": 1, "report": 1, "all": 1}),
+    (lambda c: c["run_variants"].append("jmrn_paa"), {"train": 2, "export": 2, "report": 1, "all": 1}),
+    (lambda c: c.update(seeds=[0, 1]), {"train": 4, "export": 4, "fusion": 2, "report": 1, "all": 1}),
+    (lambda c: c["fusion"].update({"jmrn+potion": ["jmrn", "potion"]}), {"fusion": 2, "report": 1, "all": 1}),
     (lambda c: c["report"].update(focus_variant="potion"), {"report": 1, "all": 1}),
 ], ids=["variant", "seed", "fusion", "report option"])
 def test_adding_runs_plans_only_those(finished, tmp_path, change, expected):
@@ -99,15 +91,16 @@ def test_dataset_option_that_changes_no_video_reruns_no_pose_potion_or_training(
 
 
 def test_adding_a_split_runs_only_the_new_split(finished, tmp_path):
-    work, _ = copy_run(finished, tmp_path, lambda c: c["dataset"].update(splits=[1, 2]))
+    work, _ = copy_run(finished, tmp_path, lambda c: c["dataset"].update(splits=[1, 2, 3]))
     before = stamps(work)
     jobs = executed(snakemake(work, "all"))
     # demo_dataset writes the demo's split files (its videos come out the same)
     assert jobs == {"demo_dataset": 1, "manifest": 1, "split_videos": 1, "train": 2, "export": 2,
                     "fusion": 1, "report": 1, "all": 1}
     changed = rewritten(before, stamps(work))
-    assert not [p for p in changed if p.startswith(("demo/heatmaps", "demo/potion.zarr", "demo/split1/"))]
-    assert {"demo/split2/jmrn/seed0/model.pt", "demo/split2/potion/seed0/model.pt"} <= changed
+    assert not [p for p in changed
+                if p.startswith(("demo/heatmaps", "demo/potion.zarr", "demo/split1/", "demo/split2/"))]
+    assert {"demo/split3/jmrn/seed0/model.pt", "demo/split3/potion/seed0/model.pt"} <= changed
     again = snakemake(work, "-n", "all")
     assert "Nothing to be done" in again.stdout + again.stderr
 
@@ -118,15 +111,19 @@ def test_adding_videos_reruns_their_shards_potion_and_their_splits(finished, tmp
     before = stamps(work)
     jobs = executed(snakemake(work, "all"))
     changed = rewritten(before, stamps(work))
-    new_ids = set(read_manifest(work / "results/demo/manifest.csv")["video_id"]) - old_ids
-    assert len(new_ids) == 4  # one more video per class
-    touched = {shard_of(v, 2) for v in new_ids}
-    assert jobs["pose"] == len(touched) and jobs["potion"] == 1 and jobs["train"] == 2
+    manifest = read_manifest(work / "results/demo/manifest.csv")
+    new = manifest[~manifest["video_id"].isin(old_ids)]
+    assert len(new) == 4  # one more video per class
+    touched = {shard_of(v, 2) for v in new["video_id"]}
+    holding = [k for k in (1, 2) if new[f"split{k}"].isin(["train", "test"]).any()]
+    assert jobs["pose"] == len(touched) and jobs["potion"] == 1
+    assert jobs["train"] == 2 * len(holding)  # potion and jmrn of each split that holds them
     for s in range(2):
         shard_files = [p for p in changed if p.startswith(f"demo/heatmaps/shard{s:03d}.zarr")]
         assert bool(shard_files) == (s in touched), (s, touched)
     assert any(p.startswith("demo/potion.zarr") for p in changed)
-    assert "demo/split1/jmrn/seed0/model.pt" in changed  # split 1 holds the new videos
+    for k in (1, 2):  # exactly the splits that hold the new videos retrain
+        assert (f"demo/split{k}/jmrn/seed0/model.pt" in changed) == (k in holding), k
     # The same files as a run from scratch with the new config
     scratch = tmp_path / "scratch"
     scratch.mkdir()

@@ -41,12 +41,8 @@ def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("pipeline")
-    (work / "config.yaml").write_text(yaml.safe_dump(tiny_config(work)))
-    snakemake(work, "all")
-    return work
+# finished_run (conftest.py): the tiny demo DAG run once per session, shared with
+# test_incremental.py, which copies it before changing anything.
 
 
 def test_every_declared_output_is_well_formed(finished_run: Path):
