@@ -13,7 +13,7 @@ from typing import Any
 
 from jmrn.config import check_config
 from jmrn.errors import UserError
-from jmrn.io import setup_logging
+from jmrn.io import read_yaml, setup_logging
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = REPO / "config" / "config.yaml"
@@ -21,19 +21,8 @@ SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """A YAML config file (``safe_load``); a syntax error names the file, line and column."""
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read it ({exc.strerror})") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{where}: YAML syntax error: {problem}") from exc
+    """A YAML config file as a mapping (``io.read_yaml``: syntax errors name file:line:col)."""
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -16,8 +16,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jmrn.io import atomic_path, write_json
-from jmrn.tables import (read_manifest, shard_tables, split_digest, split_table, table_digest)
+from jmrn.io import write_json
+from jmrn.tables import (read_manifest, shard_tables, split_digest, split_table, table_digest,
+                         write_csv)
 
 
 def _stamp(path: str | os.PathLike) -> tuple[str, int, int]:
@@ -91,8 +92,7 @@ def write_shard_videos(manifest_csv: str, shard: int, n_shards: int, digest: str
     table = shard_tables(read_manifest(manifest_csv), n_shards)[shard]
     if table_digest(table) != digest:
         raise RuntimeError(f"shard {shard}: the manifest changed after the DAG was built; rerun")
-    with atomic_path(out) as tmp:
-        table.to_csv(tmp, index=False, encoding="utf-8")
+    write_csv(table, out)
 
 
 def write_split_table(manifest_csv: str, potion_zarr: str, split: int, digest: str, out: str) -> None:

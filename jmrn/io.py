@@ -78,9 +78,20 @@ def read_video_table(path: str | os.PathLike) -> Any:
 
 
 def read_yaml(path: str | os.PathLike) -> Any:
-    """Load YAML with ``safe_load`` (no arbitrary object construction)."""
-    with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+    """Load YAML with ``safe_load`` (no arbitrary object construction); an unreadable file or
+    a syntax error is a one-line ``UserError`` naming the file (and line:column)."""
+    from jmrn.errors import UserError
+
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return yaml.safe_load(fh)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read it ({exc.strerror})") from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{where}: YAML syntax error: {problem}") from exc
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:

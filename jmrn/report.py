@@ -122,22 +122,19 @@ def read_metrics(metrics_files: Sequence[str], metric: str) -> pd.DataFrame:
     return long
 
 
-def summary_table(metrics_files: Sequence[str], dataset: str,
+def summary_table(long: pd.DataFrame, dataset: str,
                   metric: str = "mean_class_accuracy") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per variant: the metric per split (mean ± std over seeds) and over all runs, with the
-    number of runs; (CSV frame, Markdown frame)."""
-    long = read_metrics(metrics_files, metric)
+    number of runs; (CSV frame, Markdown frame). ``long``: ``read_metrics``' rows."""
     numeric, shown = aggregate_runs(long, ["variant"], metric)
     numeric.insert(0, "dataset", dataset)
     shown.insert(0, "dataset", dataset)
     return numeric, shown
 
 
-def ablation_table(metrics_files: Sequence[str], variants: dict[str, dict],
-                   metric: str) -> pd.DataFrame:
+def ablation_table(long: pd.DataFrame, variants: dict[str, dict], metric: str) -> pd.DataFrame:
     """Per variant: its paper row (by definition), parameters, mean ± std over runs, and the
     paper's split-1 figures only where the row's definition matches."""
-    long = read_metrics(metrics_files, metric)
     columns = ("Charades mAP",) if metric == "mAP" else ("JHMDB-1", "HMDB-1")
     rows = []
     for name, runs in long.groupby("variant", sort=False):
@@ -326,12 +323,13 @@ def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Seq
     manifest = read_manifest(manifest_csv)
     classes = class_names(manifest)
     title = METRIC_TITLES[metric]
-    numeric, shown = summary_table(metrics, dataset, metric)
+    runs = read_metrics(metrics, metric)
+    numeric, shown = summary_table(runs, dataset, metric)
     runs_note = ("\nCells: mean ± std over seeds (runs in parentheses); last columns: over "
                  "every split and seed.\n")
     write_table(numeric, out["summary_csv"], out["summary_md"], f"{dataset}: {title}", shown,
                 runs_note)
-    write_table(ablation_table(metrics, variants, metric), out["ablation_csv"], out["ablation_md"],
+    write_table(ablation_table(runs, variants, metric), out["ablation_csv"], out["ablation_md"],
                 f"{dataset}: ablation beside the paper's Tables 1, 7 and 8 (split 1)",
                 note="\nA paper figure is shown only beside a variant that matches the row's "
                      "definition (see README).\n")

@@ -181,10 +181,10 @@ def split_table(manifest: pd.DataFrame, split: int, crc32: dict[str, int]) -> di
 
 
 def split_digest(table: dict) -> str:
-    import json
+    """Short, stable hash of a split table (``config.fingerprint``)."""
+    from jmrn.config import fingerprint
 
-    text = json.dumps(table, sort_keys=True, separators=(",", ":"), default=int)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+    return fingerprint(table)
 
 
 def read_split_source(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:

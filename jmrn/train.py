@@ -252,10 +252,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
                  stats["train_acc"],
                  f" val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.3f}" if has_val else "",
                  stats["lr"], time.perf_counter() - t0)
-        with atomic_path(checkpoint) as tmp:
-            torch.save({"run_id": run_id, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "history": history, "best": best}, tmp)
+        save_torch({"run_id": run_id, "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "history": history, "best": best}, checkpoint)
         done_here += 1
         if stop_after is not None and done_here >= stop_after:
             break

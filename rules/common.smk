@@ -93,11 +93,12 @@ def fusion_inputs(wildcards):
     turn out unchanged scheduled from its first, pessimistic pass."""
     checkpoints.manifest.get(dataset=wildcards.dataset)
     files = {
-        "variant_logits": [
-            RUN_DIR.format(dataset=DATASET, split=wildcards.split, variant=m, seed=wildcards.seed)
-            + "/logits.csv"
-            for m in fusion_variants(wildcards)
-        ],
+        "variant_logits": run_file(
+            "logits.csv",
+            split=wildcards.split,
+            variant=fusion_variants(wildcards),
+            seed=wildcards.seed,
+        ),
         "external": [],
     }
     for name in FUSIONS[wildcards.fusion]:
