@@ -1,8 +1,12 @@
 # JMRN pose-action pipeline: manifest -> pose -> potion -> train -> export -> fusion -> report.
-# Run `snakemake --cores all all`; another dataset: `--configfile config/<dataset>.yaml`.
+# Run `snakemake --cores all all`; another dataset: `--configfile config/<dataset>.yaml`;
+# on SLURM `snakemake --profile slurm all`; one split: `snakemake --profile slurm split2`.
+import sys
+
 from snakemake.utils import min_version, validate
 
 from jmrn.config import check_config, resolve_variant, train_settings
+from jmrn.profiles import check_profile
 
 min_version("9.0")
 
@@ -12,6 +16,7 @@ configfile: "config/config.yaml"
 
 validate(config, "workflow/schemas/config.schema.yaml")
 check_config(config)
+check_profile(sys.argv, workflow.basedir)
 
 
 include: "rules/common.smk"
@@ -30,3 +35,18 @@ rule all:
         run_file("model.pt", split=SPLITS, variant=VARIANTS, seed=SEEDS),
         run_file("metrics.json", split=SPLITS, variant=VARIANTS, seed=SEEDS),
     default_target: True
+    localrule: True
+
+
+# One target per split (`snakemake split2`): its models, exports and fusions. Naming the
+# models rebuilds a deleted one, and what reads it after.
+for _split in SPLITS:
+
+    rule:
+        name:
+            f"split{_split}"
+        input:
+            run_file("model.pt", split=_split, variant=VARIANTS, seed=SEEDS),
+            run_file("metrics.json", split=_split, variant=VARIANTS, seed=SEEDS),
+            expand(f"{FUSION_DIR}/metrics.json", dataset=DATASET, split=_split, fusion=list(FUSIONS), seed=SEEDS),
+        localrule: True

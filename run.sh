@@ -4,6 +4,7 @@
 #   bash run.sh demo    set up .venv, then run the whole pipeline on the embedded demo dataset
 #   bash run.sh test    set up .venv, then run the test suite
 #   bash run.sh install only set up .venv
+#   bash run.sh link-profile   point ~/.config/snakemake/slurm at this checkout's SLURM profile
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -36,14 +37,19 @@ install() {
 }
 
 # `snakemake --profile slurm` looks profiles up by name in ~/.config/snakemake: link ours
-# there unless the user already has a profile of that name.
+# there unless something else has that name. `install` leaves a link to another checkout
+# alone (and says so; the Snakefile stops a run that would use it); `link-profile` replaces it.
 link_slurm_profile() {
-  local dir="${XDG_CONFIG_HOME:-$HOME/.config}/snakemake"
-  if [ ! -e "$dir/slurm" ]; then
+  local dir="${XDG_CONFIG_HOME:-$HOME/.config}/snakemake" replace=${1:-}
+  if [ -L "$dir/slurm" ] && [ -n "$replace" ]; then
+    rm "$dir/slurm"
+  fi
+  if [ ! -e "$dir/slurm" ] && [ ! -L "$dir/slurm" ]; then
     mkdir -p "$dir" && ln -s "$PWD/workflow/profiles/slurm" "$dir/slurm" \
-      && echo "linked $dir/slurm -> workflow/profiles/slurm"
+      && echo "linked $dir/slurm -> $PWD/workflow/profiles/slurm"
   elif [ "$(readlink -f "$dir/slurm")" != "$(readlink -f workflow/profiles/slurm)" ]; then
-    echo "note: $dir/slurm exists and is not this project's; use --profile workflow/profiles/slurm"
+    echo "note: $dir/slurm is $(readlink -f "$dir/slurm"), not this checkout's profile:" \
+      "use --profile workflow/profiles/slurm, or relink with: bash run.sh link-profile"
   fi
 }
 
@@ -51,5 +57,6 @@ case "${1:-}" in
   install) install ;;
   demo) install; "$VENV/bin/snakemake" --cores all all "${@:2}" ;;
   test) install; "$VENV/bin/python" -m pytest "${@:2}" ;;
-  *) echo "usage: bash run.sh {demo|test|install} [extra args]" >&2; exit 2 ;;
+  link-profile) link_slurm_profile replace ;;
+  *) echo "usage: bash run.sh {demo|test|install|link-profile} [extra args]" >&2; exit 2 ;;
 esac

@@ -61,6 +61,16 @@ def split_digests(manifest_csv: str | os.PathLike, potion_zarr: str | os.PathLik
     return {k: split_digest(t) for k, t in split_tables(manifest_csv, potion_zarr).items()}
 
 
+def split_maps_mb(manifest_csv: str | os.PathLike, potion_zarr: str | os.PathLike,
+                  split: int) -> int:
+    """Megabytes of one split's PoTion maps as float32: what its training and export hold."""
+    from jmrn.resources import maps_mb
+    from jmrn.store import PotionStore
+
+    n_videos = len(split_tables(manifest_csv, potion_zarr)[split]["videos"]["video_id"])
+    return maps_mb(n_videos, PotionStore(potion_zarr).shape)
+
+
 DATASET_SOURCES = ("video_root", "split_dir", "joint_root", "annotation_dir", "annotation",
                    "label_names")
 
@@ -93,6 +103,19 @@ def write_shard_videos(manifest_csv: str, shard: int, n_shards: int, digest: str
     if table_digest(table) != digest:
         raise RuntimeError(f"shard {shard}: the manifest changed after the DAG was built; rerun")
     write_csv(table, out)
+
+
+def write_missing_shard_videos(manifest_csv: str, n_shards: int, pattern: str) -> None:
+    """Every shard's table that is not on disk yet, at ``pattern.format(shard=, digest=)``.
+
+    The manifest job writes them so that all pose jobs are ready at the same moment (on SLURM,
+    one job array); tables already there keep their time stamps, so their shards do not rerun."""
+    tables = shard_tables(read_manifest(manifest_csv), n_shards)
+    for shard, table in tables.items():
+        out = Path(pattern.format(shard=f"shard{shard:03d}", digest=table_digest(table)))
+        if not out.exists():
+            out.parent.mkdir(parents=True, exist_ok=True)
+            write_csv(table, str(out))
 
 
 def write_split_table(manifest_csv: str, potion_zarr: str, split: int, digest: str, out: str) -> None:

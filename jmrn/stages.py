@@ -25,7 +25,10 @@ def demo_dataset(smk: Any) -> None:
 def manifest(smk: Any) -> None:
     from jmrn.datasets.manifest import build_manifest
 
+    from jmrn.dag import write_missing_shard_videos
+
     build_manifest(dict(smk.params.dataset), smk.output.manifest, threads=smk.threads)
+    write_missing_shard_videos(smk.output.manifest, smk.params.n_shards, smk.params.shard_table)
 
 
 def shard_videos(smk: Any) -> None:

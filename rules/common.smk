@@ -5,7 +5,8 @@ import re
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.io import checkpoint_target
 
-from jmrn.dag import shard_digests, source_digest, split_digests
+from jmrn import resources as job_resources_of
+from jmrn.dag import shard_digests, source_digest, split_digests, split_maps_mb as _split_maps_mb
 
 DATASET = config["dataset"]["name"]
 SPLITS = [int(s) for s in config["dataset"]["splits"]]
@@ -39,6 +40,7 @@ def run_file(name, **wildcards):
 
 
 MANIFEST = "results/{dataset}/manifest.csv"
+SHARD_TABLE = "results/{dataset}/shards/{shard}.{digest}.csv"
 POTION = "results/{dataset}/potion.zarr"
 
 
@@ -54,7 +56,7 @@ def shard_videos_file(wildcards):
     """The pose shard's video table, named by its content: unchanged rows, unchanged name."""
     manifest = checkpoints.manifest.get(dataset=wildcards.dataset).output.manifest
     digest = shard_digests(manifest, N_SHARDS)[int(wildcards.shard[len("shard"):])]
-    return f"results/{wildcards.dataset}/shards/{wildcards.shard}.{digest}.csv"
+    return SHARD_TABLE.format(dataset=wildcards.dataset, shard=wildcards.shard, digest=digest)
 
 
 def split_videos_file(wildcards):
@@ -66,6 +68,31 @@ def split_videos_file(wildcards):
     if split not in digests:  # the manifest is being rebuilt with this new split
         raise IncompleteCheckpointException(checkpoints.manifest.rule, checkpoint_target(manifest))
     return f"results/{wildcards.dataset}/split{split}/videos.{digests[split]}.json"
+
+
+def job_threads(kind):
+    return job_resources_of.threads(config, kind)
+
+
+def job_resources(kind, data_mb=None):
+    """A rule's resources (jmrn.resources, from the config): memory and time scale with the
+    attempt, and with the data the job holds where `data_mb(wildcards)` says how much."""
+
+    def mem_mb(wildcards, attempt):
+        extra = data_mb(wildcards) if data_mb else 0
+        return job_resources_of.memory_mb(config, kind, attempt, extra)
+
+    def runtime(wildcards, attempt):
+        return job_resources_of.runtime_min(config, kind, attempt)
+
+    return {"mem_mb": mem_mb, "runtime": runtime, **job_resources_of.fixed_resources(config, kind)}
+
+
+def split_maps_mb(wildcards):
+    """Megabytes of the split's PoTion maps (float32), held by its training and export."""
+    manifest = checkpoints.manifest.get(dataset=wildcards.dataset).output.manifest
+    potion = checkpoints.potion.get(dataset=wildcards.dataset).output.potion
+    return _split_maps_mb(manifest, potion, int(wildcards.split))
 
 
 def manifest_inputs(wildcards):

@@ -14,10 +14,10 @@ rule fusion:
         modalities=lambda wc: FUSIONS[wc.fusion],
         variants=fusion_variants,
         external=lambda wc: {m: EXTERNAL[m] for m in FUSIONS[wc.fusion] if m in EXTERNAL},
-    threads: 1
+    threads: job_threads("local")
     resources:
-        mem_mb=2000,
-        runtime=20,
+        **job_resources("local"),
+    localrule: True
     conda:
         "../envs/torch.yaml"
     script:

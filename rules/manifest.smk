@@ -11,10 +11,10 @@ rule demo_dataset:
         root=lambda wc: f"results/{wc.dataset}/raw",
         demo=config.get("demo", {}),
         splits=SPLITS,
-    threads: 1
+    threads: job_threads("local")
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **job_resources("local"),
+    localrule: True
     conda:
         "../envs/pose.yaml"
     script:
@@ -34,10 +34,12 @@ checkpoint manifest:
         stage="manifest",
         dataset=config["dataset"],
         sources=manifest_sources,
-    threads: 4
+        # The shard tables too (an unchanged one is left alone): all pose jobs start together.
+        shard_table=lambda wc: SHARD_TABLE.replace("{dataset}", wc.dataset),
+        n_shards=N_SHARDS,
+    threads: job_threads("manifest")
     resources:
-        mem_mb=2000,
-        runtime=60,
+        **job_resources("manifest"),
     conda:
         "../envs/pose.yaml"
     script:
@@ -48,7 +50,7 @@ rule shard_videos:
     input:
         manifest=ancient(MANIFEST),
     output:
-        videos="results/{dataset}/shards/{shard}.{digest}.csv",
+        videos=SHARD_TABLE,
     log:
         "results/{dataset}/logs/shards/{shard}.{digest}.log",
     benchmark:
@@ -56,10 +58,10 @@ rule shard_videos:
     params:
         stage="shard_videos",
         n_shards=N_SHARDS,
-    threads: 1
+    threads: job_threads("local")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("local"),
+    localrule: True
     conda:
         "../envs/pose.yaml"
     script:
@@ -78,10 +80,10 @@ rule split_videos:
         "results/{dataset}/benchmarks/splits/split{split}.{digest}.tsv"
     params:
         stage="split_videos",
-    threads: 1
+    threads: job_threads("local")
     resources:
-        mem_mb=2000,
-        runtime=10,
+        **job_resources("local"),
+    localrule: True
     conda:
         "../envs/pose.yaml"
     script:

@@ -11,11 +11,9 @@ rule pose:
         stage="pose",
         pose=config["pose"],
         n_shards=N_SHARDS,
-    threads: 2
+    threads: job_threads("pose")
     resources:
-        mem_mb=8000,
-        runtime=240,
-        gpu=1 if config["pose"]["backend"] == "openpifpaf" else 0,
+        **job_resources("pose"),
     conda:
         "../envs/pose.yaml"
     script:

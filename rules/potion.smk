@@ -12,10 +12,9 @@ checkpoint potion:
     params:
         stage="potion",
         potion=config["potion"],
-    threads: 1
+    threads: job_threads("potion")
     resources:
-        mem_mb=4000,
-        runtime=120,
+        **job_resources("potion"),
     conda:
         "../envs/pose.yaml"
     script:

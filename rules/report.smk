@@ -55,10 +55,10 @@ rule report:
         metric=config["report"].get("metric", "mean_class_accuracy"),
         history_labels=VARIANTS,
         variants={v: resolve_variant(config, v) for v in VARIANTS},
-    threads: 1
+    threads: job_threads("local")
     resources:
-        mem_mb=2000,
-        runtime=20,
+        **job_resources("local"),
+    localrule: True
     conda:
         "../envs/torch.yaml"
     script:

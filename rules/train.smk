@@ -13,11 +13,11 @@ rule train:
         stage="train",
         variant=lambda wc: resolve_variant(config, wc.variant),
         train=lambda wc: train_settings(config, wc.variant),
-    threads: config["train"]["threads"]
+    threads: job_threads("train")
     resources:
-        mem_mb=16000,
-        runtime=720,
-        gpu=config["train"]["gpus"],
+        **job_resources("train", split_maps_mb),
+    group:
+        "run"
     conda:
         "../envs/torch.yaml"
     script:
@@ -42,10 +42,11 @@ rule export:
         variant=lambda wc: resolve_variant(config, wc.variant),
         device=config["train"]["device"],
         val_fraction=config["train"]["val_fraction"],
-    threads: config["train"]["threads"]
+    threads: job_threads("export")
     resources:
-        mem_mb=8000,
-        runtime=60,
+        **job_resources("export", split_maps_mb),
+    group:
+        "run"
     conda:
         "../envs/torch.yaml"
     script:

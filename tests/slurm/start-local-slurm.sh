@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Start a one-node SLURM cluster on this machine (Debian, root) for the `slurm` tests.
-# Installs slurmctld/slurmd/munge if missing, writes a one-node config with 2 fake GPUs,
-# starts the daemons it needs and waits until the node is idle. Records what it started in
-# $JMRN_SLURM_STATE so that stop-local-slurm.sh stops only that. Safe to run twice.
+# Start a one-node SLURM cluster on this machine (Debian, root) for the `slurm` tests, with
+# job accounting like real clusters (slurmdbd + MariaDB, so `sacct` answers), two partitions
+# (`cpu`, the default, and `gpu`) and 2 fake GPUs. Installs what is missing (apt), writes the
+# configs, starts the daemons it needs and waits until the node is idle. Records what it started
+# in $JMRN_SLURM_STATE so that stop-local-slurm.sh stops only that. Safe to run twice.
 set -euo pipefail
 STATE=${JMRN_SLURM_STATE:-/tmp/jmrn-slurm}
 mkdir -p "$STATE"
 
-if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v munged >/dev/null; then
-  echo "installing slurm and munge (apt)"
+need=()
+for cmd in slurmctld slurmd slurmdbd munged mariadbd; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing slurm, slurmdbd, munge and mariadb-server (apt; missing: ${need[*]})"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurmdbd slurm-client munge \
+    mariadb-server >/dev/null
 fi
 
 # munge: authentication between the SLURM daemons and clients.
@@ -29,6 +33,21 @@ if ! munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1; then
   for _ in $(seq 50); do munge -n </dev/null 2>/dev/null | unmunge >/dev/null 2>&1 && break; sleep 0.1; done
 fi
 
+# MariaDB for slurmdbd: local socket and 127.0.0.1 only, one database user for SLURM.
+DB_PASS=jmrn-test-accounting
+mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld
+if [ ! -d /var/lib/mysql/mysql ]; then
+  mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+fi
+if ! mariadb-admin ping >/dev/null 2>&1; then
+  mariadbd --user=mysql --bind-address=127.0.0.1 --pid-file=/run/mysqld/jmrn-mariadb.pid \
+    --socket=/run/mysqld/mysqld.sock >/var/log/jmrn-mariadb.log 2>&1 &
+  echo /run/mysqld/jmrn-mariadb.pid >> "$STATE/pidfiles"
+  for _ in $(seq 100); do mariadb-admin ping >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+mariadb -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '${DB_PASS}';
+  GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
+
 # One node: this host, its CPUs and memory as slurmd sees them, 2 fake GPUs so GPU rules schedule.
 HOST=$(hostname -s)
 NODE=$(slurmd -C | head -n 1 | sed -e 's/UpTime=.*//')
@@ -43,11 +62,15 @@ SlurmUser=root
 AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
-AccountingStorageType=accounting_storage/none
+JobAcctGatherType=jobacct_gather/linux
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+AccountingStorageTRES=gres/gpu
+AccountingStoreFlags=job_comment
 SchedulerType=sched/backfill
 SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
+SelectTypeParameters=CR_CPU_Memory
+DefMemPerCPU=1000
 MinJobAge=300
 ReturnToService=2
 MailProg=/bin/true
@@ -59,14 +82,35 @@ SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 GresTypes=gpu
 ${NODE} NodeAddr=127.0.0.1 Gres=gpu:fake:2 State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=cpu Nodes=ALL Default=YES MaxTime=2-00:00:00 State=UP
+PartitionName=gpu Nodes=ALL MaxTime=2-00:00:00 State=UP
 CONF
+  cat > /etc/slurm/slurmdbd.conf <<CONF
+# written by jmrn tests/slurm/start-local-slurm.sh
+AuthType=auth/munge
+DbdHost=localhost
+DbdAddr=127.0.0.1
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=${DB_PASS}
+StorageLoc=slurm_acct_db
+PidFile=/run/slurm/slurmdbd.pid
+LogFile=/var/log/slurm/slurmdbd.log
+CONF
+  chmod 600 /etc/slurm/slurmdbd.conf
   cat > /etc/slurm/gres.conf <<CONF
 AutoDetect=off
 Name=gpu Type=fake File=/var/lib/slurm/fakegpu/nvidia[0-1]
 CONF
 fi
 
+if ! pgrep -x slurmdbd >/dev/null; then
+  slurmdbd
+  echo /run/slurm/slurmdbd.pid >> "$STATE/pidfiles"
+  for _ in $(seq 100); do sacctmgr -n show cluster >/dev/null 2>&1 && break; sleep 0.1; done
+fi
 if ! scontrol ping 2>/dev/null | grep -q "is UP"; then
   slurmctld
   echo /run/slurm/slurmctld.pid >> "$STATE/pidfiles"
@@ -77,8 +121,10 @@ if ! pgrep -x slurmd >/dev/null; then
 fi
 for _ in $(seq 100); do
   if sinfo -h -o "%t" 2>/dev/null | grep -qE "^idle"; then
-    echo "local SLURM is up: $(sinfo -h -o '%N %c CPUs %m MB %G %t')"
-    exit 0
+    if sacct -n -X -S now >/dev/null 2>&1; then
+      echo "local SLURM is up, with accounting: $(sinfo -h -o '%P %N %c CPUs %m MB %G %l %t' | tr '\n' ' ')"
+      exit 0
+    fi
   fi
   scontrol update nodename="$HOST" state=resume >/dev/null 2>&1 || true
   sleep 0.2
