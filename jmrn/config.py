@@ -92,10 +92,15 @@ def resolve_variant(config: dict[str, Any], name: str) -> dict[str, Any]:
     return resolved
 
 
+# How a job reads its maps: never changes a result, so never reruns a training or export
+# (stages take them from the config, not from the rules' params).
+READING_KEYS = ("max_memory_gb", "loader_workers")
+
+
 def train_settings(config: dict[str, Any], variant: str) -> dict[str, Any]:
     """The training settings that affect one variant: contrastive-loss keys only for variants
     that use it, so tuning them does not invalidate (and retrain) the other variants."""
-    settings = dict(config["train"])
+    settings = {k: v for k, v in config["train"].items() if k not in READING_KEYS}
     if not config["variants"][variant].get("contrastive", False):
         for key in CONTRASTIVE_KEYS:
             settings.pop(key, None)

@@ -62,12 +62,14 @@ def split_digests(manifest_csv: str | os.PathLike, potion_zarr: str | os.PathLik
 
 
 def split_maps_mb(manifest_csv: str | os.PathLike, potion_zarr: str | os.PathLike,
-                  split: int) -> int:
-    """Megabytes of one split's PoTion maps as float32: what its training and export hold."""
+                  split: int, with_test: bool) -> int:
+    """Megabytes of one split's PoTion maps as float32: its training set (what training
+    reads, validation included) or, ``with_test``, all of it (what export reads)."""
     from jmrn.resources import maps_mb
     from jmrn.store import PotionStore
 
-    n_videos = len(split_tables(manifest_csv, potion_zarr)[split]["videos"]["video_id"])
+    subsets = split_tables(manifest_csv, potion_zarr)[split]["videos"][f"split{split}"]
+    n_videos = sum(1 for s in subsets if with_test or s == "train")
     return maps_mb(n_videos, PotionStore(potion_zarr).shape)
 
 

@@ -27,19 +27,22 @@ def _no_nan(metrics: dict[str, Any]) -> dict[str, Any]:
 def export_variant(potion_path: str, videos: str, split: int, variant: dict[str, Any],
                    model_path: str, device: str, out_logits: str, out_metrics: str,
                    out_joint_weights: str, seed: int, val_fraction: float,
-                   threads: int = 1) -> dict[str, Any]:
+                   precision: str = "fp32", threads: int = 1, max_memory_gb: float | None = None,
+                   loader_workers: int = 0) -> dict[str, Any]:
     """Write logits.csv (train, val and test rows: fusion fits on val), metrics.json (test
     metrics, val metrics, and what identifies the run: split, variant, seed, threads, size)
     and joint_weights.csv (selector weights per video)."""
     torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
-    data = load_split(potion_path, videos, split, ("train", "val", "test"), val_fraction)
+    data = load_split(potion_path, videos, split, ("train", "val", "test"), val_fraction,
+                      max_memory_gb)
     first = data["train"]
     model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
     frames, weights_rows, scores = [], [], {}
     for subset, part in data.items():
-        out = predict(model, part.x, len(part.classes), device=dev)
+        out = predict(model, part.x, len(part.classes), device=dev, precision=precision,
+                      workers=loader_workers)
         meta = pd.concat([pd.DataFrame({"video_id": part.ids, "subset": subset}),
                           label_table(part.y.numpy())], axis=1)
         frames.append(pd.concat([meta, pd.DataFrame(out["logits"], columns=part.classes)], axis=1))

@@ -42,8 +42,11 @@ def maps_mb(n_videos: int, map_shape: tuple[int, ...]) -> int:
 
 
 def memory_mb(config: dict[str, Any], kind: str, attempt: int = 1, data_mb: int = 0) -> int:
-    """Memory of a job kind: its configured base plus the data it holds, times the attempt."""
+    """Memory of a job kind: its configured base plus the maps it holds, times the attempt.
+    Maps beyond ``train.max_memory_gb`` are streamed from the store (``jmrn.maps``), not held."""
     base = int(config["resources"][kind]["mem_mb"])
+    if data_mb > config["train"]["max_memory_gb"] * 1000:
+        data_mb = 0
     return (base + math.ceil(MAP_MEMORY_FACTOR * data_mb)) * max(1, int(attempt))
 
 

@@ -59,12 +59,20 @@ def potion(smk: Any) -> None:
                        smk.output.potion, smk.output.failed)
 
 
+def reading(smk: Any) -> dict[str, Any]:
+    """How training and export read their maps (``jmrn.config.READING_KEYS``), from the config."""
+    from jmrn.config import READING_KEYS
+
+    return {k: smk.config["train"][k] for k in READING_KEYS}
+
+
 def train(smk: Any) -> None:
     from jmrn.train import train_variant
 
     train_variant(smk.input.potion, smk.input.videos, int(smk.wildcards.split),
                   dict(smk.params.variant), dict(smk.params.train), int(smk.wildcards.seed),
-                  smk.output.model, smk.output.history, threads=smk.threads)
+                  smk.output.model, smk.output.history, threads=smk.threads,
+                  **reading(smk))
 
 
 def export(smk: Any) -> None:
@@ -74,7 +82,7 @@ def export(smk: Any) -> None:
                    dict(smk.params.variant), smk.input.model, smk.params.device,
                    smk.output.logits, smk.output.metrics, smk.output.joint_weights,
                    seed=int(smk.wildcards.seed), val_fraction=float(smk.params.val_fraction),
-                   threads=smk.threads)
+                   precision=smk.params.precision, threads=smk.threads, **reading(smk))
 
 
 def fusion(smk: Any) -> None:

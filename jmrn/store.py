@@ -1,10 +1,12 @@
 """Zarr (v3) stores for heatmap shards and the PoTion dataset; every write is atomic and every
 read is verified.
 
-Heatmap shard: one uint8 array ``v00000``... per video (T x J x H x W, Blosc/zstd) with the
-crc32 of its bytes in the array's attributes; the video ids, per-video failures and warnings
-in the group attributes. PoTion store: ``potion`` (N x J x C x H x W float16, one chunk per
-video), ``video_id`` (N strings) and ``crc32`` (N, of each video's float16 bytes). A missing
+Heatmap shard (one pose job's videos): one uint8 array ``frames`` (F x J x H x W, Blosc/zstd,
+≈ 64 MB of frames per shard file) holding every video's frames one after the other; each
+video's frame range and the crc32 of its bytes, the video ids, per-video failures and
+warnings in the group attributes. PoTion store: ``potion`` (N x J x C x H x W float16, one chunk per
+video, ≈ 128 MB of maps per shard file), ``video_id`` (N strings) and ``crc32`` (N, of each
+video's float16 bytes). A missing
 chunk (which Zarr reads as zeros) or a damaged one fails with the video's id (``StoreError``).
 """
 from __future__ import annotations
@@ -26,6 +28,8 @@ from jmrn.io import atomic_path
 HEATMAP_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="noshuffle")
 POTION_CODEC = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
 FRAMES_PER_CHUNK = 32
+HEATMAP_SHARD_BYTES = 64 * 2**20  # uint8 frames per heatmap shard file (before compression)
+POTION_SHARD_BYTES = 128 * 2**20  # float16 maps per PoTion shard file (before compression)
 
 
 class StoreError(RuntimeError):
@@ -33,47 +37,69 @@ class StoreError(RuntimeError):
 
 
 class HeatmapShardWriter:
-    """Adds one video's heatmaps at a time into a shard group that is still at a temp path."""
+    """Appends one video's heatmaps at a time to a shard group that is still at a temp path.
 
-    def __init__(self, group: zarr.Group) -> None:
+    All videos share one array ``frames`` (F x J x H x W uint8, chunks of ``FRAMES_PER_CHUNK``
+    frames) grouped into shard files of about ``HEATMAP_SHARD_BYTES``; each video is a frame
+    range (start, length, crc32) in the group attributes. Frames are buffered one shard file at
+    a time, so each file is written once: a pose shard is a handful of files."""
+
+    def __init__(self, group: zarr.Group, shape: Sequence[int]) -> None:
         self.group = group
+        self.shape = tuple(shape)
+        frame_bytes = int(np.prod(self.shape))
+        self.per_shard = max(1, HEATMAP_SHARD_BYTES // (frame_bytes * FRAMES_PER_CHUNK)) * FRAMES_PER_CHUNK
+        self.frames = group.create_array(
+            "frames", shape=(0, *self.shape), dtype="uint8", chunks=(FRAMES_PER_CHUNK, *self.shape),
+            shards=(self.per_shard, *self.shape), compressors=HEATMAP_CODEC, fill_value=0)
+        self.buffer = np.zeros((self.per_shard, *self.shape), np.uint8)
+        self.flushed = 0  # frames [0, flushed) are in shard files; the rest in the buffer
+        self.end = 0  # frames written so far
         self.video_ids: list[str] = []
+        self.ranges: dict[str, list[int]] = {}  # video id -> [start, length, crc32]
         self.failed: list[dict[str, str]] = []
         self.warnings: list[dict[str, str]] = []
         self.peak = 0  # the largest heatmap value of the last video added
 
+    def _append(self, batch: np.ndarray) -> None:
+        done = 0
+        while done < len(batch):
+            at = self.end - self.flushed
+            take = min(len(batch) - done, self.per_shard - at)
+            self.buffer[at:at + take] = batch[done:done + take]
+            self.end += take
+            done += take
+            if self.end - self.flushed == self.per_shard:
+                self.flush()
+
+    def flush(self) -> None:
+        """Write the buffered frames as the next shard file (a full one, or the last)."""
+        if self.end == self.flushed:
+            return
+        self.frames.resize((self.end, *self.shape))
+        self.frames[self.flushed:self.end] = self.buffer[:self.end - self.flushed]
+        self.flushed = self.end
+
     def add(self, video_id: str, batches: Iterator[np.ndarray], n_frames_hint: int,
             shape: Sequence[int]) -> int:
-        """Stream uint8 batches (B x J x H x W) of one video into a new array; returns T.
+        """Stream uint8 batches (B x J x H x W) of one video into the shard; returns T.
 
-        The array grows if the container under-reported the frame count. A failure (of the
-        video or of the storage) removes the array before the error goes on."""
-        name = f"v{len(self.video_ids) + len(self.failed):05d}"
-        arr = self.group.create_array(
-            name, shape=(max(n_frames_hint, 1), *shape), dtype="uint8",
-            chunks=(FRAMES_PER_CHUNK, *shape), compressors=HEATMAP_CODEC, fill_value=0)
-        t, crc, peak = 0, 0, 0
-        try:
-            for batch in batches:
-                if t + len(batch) > arr.shape[0]:
-                    arr.resize((max(t + len(batch), 2 * arr.shape[0]), *shape))
-                arr[t:t + len(batch)] = batch
-                crc = zlib.crc32(np.ascontiguousarray(batch, np.uint8).tobytes(), crc)
-                peak = max(peak, int(batch.max(initial=0)))
-                t += len(batch)
-            if t != arr.shape[0]:
-                arr.resize((t, *shape))
-            arr.attrs.update({"video_id": video_id, "crc32": crc})
-        except BaseException:
-            with contextlib.suppress(Exception):
-                del self.group[name]
-            raise
+        A video that fails while being read is not listed (its frames already buffered or
+        written stay unreferenced); a storage error goes on and fails the whole shard."""
+        if tuple(shape) != self.shape:
+            raise ValueError(f"heatmaps of shape {tuple(shape)} in a shard of {self.shape}")
+        start, crc, peak = self.end, 0, 0
+        for batch in batches:
+            self._append(batch)
+            crc = zlib.crc32(np.ascontiguousarray(batch, np.uint8).tobytes(), crc)
+            peak = max(peak, int(batch.max(initial=0)))
         self.video_ids.append(video_id)
+        self.ranges[video_id] = [start, self.end - start, crc]
         self.peak = peak
-        return t
+        return self.end - start
 
     def fail(self, video_id: str, reason: str) -> None:
-        """Record a video that could not be used (it has no array)."""
+        """Record a video that could not be used (it has no frames)."""
         self.failed.append({"video_id": video_id, "reason": reason})
 
     def warn(self, video_id: str, reason: str) -> None:
@@ -83,19 +109,22 @@ class HeatmapShardWriter:
 
 @contextlib.contextmanager
 def write_heatmap_shard(path: str | os.PathLike, attrs: dict[str, Any]) -> Iterator[HeatmapShardWriter]:
-    """Create a heatmap shard atomically: it appears at ``path`` only once it is complete."""
+    """Create a heatmap shard atomically: it appears at ``path`` only once it is complete.
+    ``attrs`` names the map size (``height``, ``width``) and the ``joints``."""
+    shape = (len(attrs["joints"]) or 18, int(attrs["height"]), int(attrs["width"]))
     with atomic_path(path) as tmp:
         group = zarr.open_group(tmp, mode="w")
-        writer = HeatmapShardWriter(group)
+        writer = HeatmapShardWriter(group, shape)
         yield writer
+        writer.flush()
         group.attrs.update({**attrs, "video_ids": writer.video_ids, "failed": writer.failed,
-                            "warnings": writer.warnings,
-                            "arrays": [k for k in sorted(group.array_keys())],
+                            "warnings": writer.warnings, "frame_ranges": writer.ranges,
                             "jmrn_version": __version__})
 
 
 class HeatmapShard:
-    """Read access to a finished heatmap shard."""
+    """Read access to a finished heatmap shard (and to the one-array-per-video layout that
+    earlier versions wrote, so their pose results stay usable)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -104,28 +133,34 @@ class HeatmapShard:
         self.video_ids: list[str] = list(self.attrs["video_ids"])
         self.failed: list[dict[str, str]] = list(self.attrs["failed"])
         self.warnings: list[dict[str, str]] = list(self.attrs.get("warnings", []))
-        self._arrays = {self.group[k].attrs["video_id"]: k for k in self.attrs["arrays"]}
+        if "frame_ranges" in self.attrs:
+            frames = self.group["frames"]
+            self._ranges = {v: (frames, int(a), int(n), r) for v, (a, n, r) in self.attrs["frame_ranges"].items()}
+        else:  # one array per video, its crc32 in its attributes
+            self._ranges = {}
+            for key in self.attrs["arrays"]:
+                arr = self.group[key]
+                self._ranges[arr.attrs["video_id"]] = (arr, 0, arr.shape[0], arr.attrs.get("crc32"))
 
     def __len__(self) -> int:
         return len(self.video_ids)
 
     def n_frames(self, video_id: str) -> int:
-        return self.group[self._arrays[video_id]].shape[0]
+        return self._ranges[video_id][2]
 
     def iter_batches(self, video_id: str, batch: int = FRAMES_PER_CHUNK) -> Iterator[np.ndarray]:
-        """Yield uint8 frame batches (B x J x H x W), one Zarr chunk at a time; the bytes are
-        checked against the crc32 written with them once the last batch is read."""
-        arr = self.group[self._arrays[video_id]]
+        """Yield uint8 frame batches (B x J x H x W); the bytes are checked against the crc32
+        stored for the video once it has been read entirely."""
+        arr, start, length, expected = self._ranges[video_id]
         crc = 0
-        for start in range(0, arr.shape[0], batch):
+        for at in range(start, start + length, batch):
             try:
-                block = arr[start:start + batch]
+                block = arr[at:min(at + batch, start + length)]
             except Exception as exc:
                 raise StoreError(f"{self.path}: heatmaps of video {video_id!r} cannot be read "
                                  f"({type(exc).__name__}: {exc}); rerun its pose shard") from exc
             crc = zlib.crc32(np.ascontiguousarray(block).tobytes(), crc)
             yield block
-        expected = arr.attrs.get("crc32")
         if expected is not None and crc != expected:
             raise StoreError(f"{self.path}: heatmaps of video {video_id!r} are damaged (checksum "
                              "mismatch: a chunk is missing or altered); rerun its pose shard")
@@ -134,24 +169,40 @@ class HeatmapShard:
         return np.concatenate(list(self.iter_batches(video_id)))
 
 
+def videos_per_shard(shape: Sequence[int]) -> int:
+    """PoTion maps per shard file: about ``POTION_SHARD_BYTES`` of float16 maps."""
+    return max(1, POTION_SHARD_BYTES // (int(np.prod(shape)) * 2))
+
+
 def write_potion_store(path: str | os.PathLike, video_ids: Sequence[str],
                        maps: Iterator[np.ndarray], shape: Sequence[int], attrs: dict[str, Any]) -> int:
-    """Write N PoTion maps (each J x C x H x W) streamed from ``maps``, atomically; returns N."""
+    """Write N PoTion maps (each J x C x H x W) streamed from ``maps``, atomically; returns N.
+
+    One chunk per video (random access), grouped into shard files of ``videos_per_shard`` maps
+    (Zarr v3 sharding): a store is a handful of files, not one per video. Maps are buffered one
+    shard at a time, so each shard file is written once."""
     n = len(video_ids)
+    per_shard = min(videos_per_shard(shape), max(n, 1))
     with atomic_path(path) as tmp:
         group = zarr.open_group(tmp, mode="w")
         potion = group.create_array("potion", shape=(n, *shape), dtype="float16",
-                                    chunks=(1, *shape), compressors=POTION_CODEC, fill_value=0)
+                                    chunks=(1, *shape), shards=(per_shard, *shape),
+                                    compressors=POTION_CODEC, fill_value=0)
         ids = group.create_array("video_id", shape=(n,), dtype=str)
         crcs = np.zeros(n, np.uint32)
         if n:
             ids[:] = np.asarray(list(video_ids), dtype=str)
+        buffer = np.zeros((per_shard, *shape), np.float16)
         count = 0
-        for i, m in enumerate(maps):
-            m16 = np.ascontiguousarray(m, np.float16)
-            potion[i] = m16
-            crcs[i] = zlib.crc32(m16.tobytes())
+        for m in maps:
+            if count >= n:
+                raise ValueError(f"expected {n} PoTion maps, got more")
+            buffer[count % per_shard] = m
+            crcs[count] = zlib.crc32(np.ascontiguousarray(buffer[count % per_shard]).tobytes())
             count += 1
+            if count % per_shard == 0 or count == n:
+                start = (count - 1) // per_shard * per_shard
+                potion[start:count] = buffer[:count - start]
         if count != n:
             raise ValueError(f"expected {n} PoTion maps, got {count}")
         group.create_array("crc32", shape=(n,), dtype="uint32")[...] = crcs

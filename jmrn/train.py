@@ -11,11 +11,12 @@ draw of an epoch (shuffle, augmentation, dropout) is seeded from (seed, epoch).
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from jmrn.config import fingerprint
 from jmrn.device import resolve_device  # noqa: F401  (export and tests use it from here)
 from jmrn.io import LogWriter, atomic_path, save_torch
 from jmrn.losses import classification_loss, joint_contrastive_loss
+from jmrn.maps import Maps, iterate_batches, maps_bytes, open_maps, sequential_batches
 from jmrn.metrics import top1_hits
 from jmrn.models import build_model, count_parameters, match_parameters
 from jmrn.store import PotionStore
@@ -57,6 +59,21 @@ class TrainConfig:
     ramp_start: int = 0
     ramp_length: int = 0
     multilabel: bool = False
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    channels_last: bool = False
+    compile: bool = False
+    # How batches are read changes nothing in the result: not part of the run's fingerprint.
+    loader_workers: int = field(default=0, repr=False, compare=False)
+
+
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """Mixed precision for the forward pass (``fp32``: none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=AUTOCAST_DTYPES[precision])
 
 
 def make_train_config(train: dict[str, Any], variant: dict[str, Any], seed: int) -> TrainConfig:
@@ -93,30 +110,42 @@ def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 @dataclass
 class Subset:
-    """One subset of a split: video ids, PoTion maps N x J x C x H x W, targets (N class
-    indices, or N x K multi-hot) and the dataset's class names."""
+    """One subset of a split: video ids, PoTion maps N x J x C x H x W (a tensor, or streamed
+    from the store), targets (N class indices, or N x K multi-hot), the dataset's class names
+    and the stored maps' crc32 (what identifies the data)."""
     ids: list[str]
-    x: torch.Tensor
+    x: Maps
     y: torch.Tensor
     classes: list[str]
+    crc32: np.ndarray
 
 
 def load_split(potion_path: str | os.PathLike, videos: str | os.PathLike, split: int,
-               subsets: tuple[str, ...], val_fraction: float) -> dict[str, Subset]:
-    """The requested subsets (train, val, test) of one split, read from the PoTion store.
+               subsets: tuple[str, ...], val_fraction: float,
+               max_memory_gb: float | None = None) -> dict[str, Subset]:
+    """The requested subsets (train, val, test) of one split from the PoTion store: in memory,
+    or streamed when their float32 maps together exceed ``max_memory_gb``.
 
     ``videos`` is the split's table (``split<k>/videos.<digest>.json``, what the pipeline
     passes) or a whole manifest CSV."""
     manifest, classes = read_split_source(videos)
     store = PotionStore(potion_path)
-    result = {}
+    chosen = {}
     for subset in subsets:
         rows = split_subset(manifest, split, subset, val_fraction)
-        rows = rows[rows["video_id"].isin(store.index)]
+        chosen[subset] = rows[rows["video_id"].isin(store.index)]
+    total = maps_bytes(sum(len(r) for r in chosen.values()), store.shape)
+    stream = max_memory_gb is not None and total > max_memory_gb * 1e9
+    if stream:
+        log.info("streaming the maps from the store: %.2f GB of float32 maps exceed "
+                 "train.max_memory_gb = %g", total / 1e9, max_memory_gb)
+    result = {}
+    for subset, rows in chosen.items():
         ids = rows["video_id"].tolist()
-        x = torch.from_numpy(store.load(ids))
+        crc = np.array([store.crc32[store.index[v]] if store.crc32 is not None else 0 for v in ids],
+                       dtype=np.int64)
         y = torch.tensor(label_targets(rows, len(classes)))  # a copy: pandas arrays are read-only
-        result[subset] = Subset(ids, x, y, classes)
+        result[subset] = Subset(ids, open_maps(store, ids, stream), y, classes, crc)
     return result
 
 
@@ -133,39 +162,46 @@ def build_variant_model(variant: dict[str, Any], shape: tuple[int, ...], num_cla
     return build_model(variant["arch"], joints, channels, num_classes, **options)
 
 
-def train_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-                epoch: int, optimizer: torch.optim.Optimizer, device: torch.device) -> dict[str, float]:
+def train_epoch(model: nn.Module, x: Maps, y: torch.Tensor, cfg: TrainConfig,
+                epoch: int, optimizer: torch.optim.Optimizer, device: torch.device,
+                scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
     """One pass over the training set; the contrastive term (weight lambda_epoch) needs two
-    augmented views of every sample."""
+    augmented views of every sample. Batches are read ahead (streamed maps) and augmented on
+    the training device; ``scaler`` scales fp16 gradients."""
     model.train()
     gen = _epoch_generator(cfg.seed, epoch)
     torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and any other global draw
     order = torch.randperm(len(x), generator=gen)
+    batches = [idx for idx in torch.split(order, cfg.batch_size) if len(idx) >= 2]  # BatchNorm: 2+
     lam = contrastive_weight_at(cfg, epoch)
     totals = {"loss": 0.0, "cls_loss": 0.0, "contrastive_loss": 0.0, "correct": 0.0, "n": 0}
-    for start in range(0, len(x), cfg.batch_size):
-        idx = order[start:start + cfg.batch_size]
-        if len(idx) < 2:  # BatchNorm needs two samples
-            continue
-        xb, yb = x[idx], y[idx]
+    reads = iterate_batches(x, batches, cfg.loader_workers, pin_memory=device.type == "cuda")
+    for idx, xb in zip(batches, reads):
+        xb, yb = xb.to(device, non_blocking=True), y[idx].to(device)
         if cfg.augment is not None:
             views = [augment(xb, cfg.augment, gen) for _ in range(2 if lam > 0 else 1)]
             xb = torch.cat(views)
             yb = torch.cat([yb] * len(views))
-        xb, yb = xb.to(device), yb.to(device)
-        out = model(xb)
-        cls = classification_loss(out["logits"], yb, cfg.multilabel)
+        with autocast(device, cfg.precision):
+            out = model(xb)
+        logits = out["logits"].float()
+        cls = classification_loss(logits, yb, cfg.multilabel)
         loss = cls
         if lam > 0 and "embeddings" in out:
-            cont = joint_contrastive_loss(out["embeddings"], yb, cfg.temperature)
+            cont = joint_contrastive_loss(out["embeddings"].float(), yb, cfg.temperature)
             loss = cls + lam * cont
             totals["contrastive_loss"] += cont.item() * len(yb)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
         totals["loss"] += loss.item() * len(yb)
         totals["cls_loss"] += cls.item() * len(yb)
-        totals["correct"] += _hits(out["logits"], yb)
+        totals["correct"] += _hits(logits, yb)
         totals["n"] += len(yb)
     n = max(totals.pop("n"), 1)
     return {"loss": totals["loss"] / n, "cls_loss": totals["cls_loss"] / n,
@@ -186,15 +222,16 @@ def _batchnorm_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, x_train: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor],
+def validate(model: nn.Module, x_train: Maps, val: tuple[Maps, torch.Tensor],
              cfg: TrainConfig, device: torch.device) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """Validation loss and top-1 accuracy of the model as it would be saved now (exact BatchNorm
     statistics over the training set); returns them with that model's state. The training
     run's own BatchNorm statistics are restored afterwards, so validating changes nothing."""
     saved = _batchnorm_buffers(model)
-    recompute_batchnorm_stats(model, x_train, cfg.batch_size, device)
+    recompute_batchnorm_stats(model, x_train, cfg.batch_size, device, cfg)
     xv, yv = val
-    logits = torch.from_numpy(predict(model, xv, 0, device=device)["logits"])
+    logits = torch.from_numpy(predict(model, xv, 0, device=device, precision=cfg.precision,
+                                      workers=cfg.loader_workers)["logits"])
     stats = {"val_loss": float(classification_loss(logits, yv, cfg.multilabel)),
              "val_acc": _hits(logits, yv) / max(len(yv), 1)}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -202,8 +239,20 @@ def validate(model: nn.Module, x_train: torch.Tensor, val: tuple[torch.Tensor, t
     return stats, state
 
 
-def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
-        checkpoint: str | os.PathLike, val: tuple[torch.Tensor, torch.Tensor] | None = None,
+def prepare_model(model: nn.Module, cfg: TrainConfig, device: torch.device
+                  ) -> tuple[nn.Module, torch.amp.GradScaler | None]:
+    """Move the model to the device (channels-last weights if asked) and return what a training
+    step calls (compiled if asked; it shares the model's parameters) and the fp16 scaler."""
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    step_model = torch.compile(model) if cfg.compile else model
+    scaler = torch.amp.GradScaler(device.type) if cfg.precision == "fp16" else None
+    return step_model, scaler
+
+
+def fit(model: nn.Module, x: Maps, y: torch.Tensor, cfg: TrainConfig,
+        checkpoint: str | os.PathLike, val: tuple[Maps, torch.Tensor] | None = None,
         stop_after: int | None = None, identity: Any = None) -> list[dict[str, float]]:
     """Train (resuming from ``checkpoint`` if it belongs to this run); returns the history.
 
@@ -212,7 +261,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
     contrastive term never reaches the scheduler. ``identity`` (model settings, data hash) joins
     the fingerprint of the run; ``stop_after`` ends this call after that many epochs (tests)."""
     device = resolve_device(cfg.device)
-    model.to(device)
+    step_model, scaler = prepare_model(model, cfg, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, patience=cfg.patience)
     has_val = val is not None and len(val[0]) > 0
@@ -237,7 +286,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
     bar = tqdm(range(len(history), cfg.epochs), desc="epochs", file=LogWriter(log), mininterval=10.0)
     for epoch in bar:
         t0 = time.perf_counter()
-        stats = train_epoch(model, x, y, cfg, epoch, optimizer, device)
+        stats = train_epoch(step_model, x, y, cfg, epoch, optimizer, device, scaler)
         if has_val:
             val_stats, state = validate(model, x, val, cfg, device)
             stats.update(val_stats)
@@ -264,7 +313,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
             model.load_state_dict(best["state"])
             selected = best["epoch"]
         else:
-            recompute_batchnorm_stats(model, x, cfg.batch_size, device)
+            recompute_batchnorm_stats(model, x, cfg.batch_size, device, cfg)
         for row in history:
             row["selected"] = int(row["epoch"] == selected)
         log.info("kept epoch %d of %d (train.select: %s)", selected, cfg.epochs, cfg.select)
@@ -272,8 +321,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
 
 
 @torch.no_grad()
-def recompute_batchnorm_stats(model: nn.Module, x: torch.Tensor, batch_size: int,
-                              device: torch.device) -> None:
+def recompute_batchnorm_stats(model: nn.Module, x: Maps, batch_size: int,
+                              device: torch.device, cfg: TrainConfig | None = None) -> None:
     """Set BatchNorm running statistics to the exact average over the (unaugmented) training
     set ("precise BN"). The exponential moving average lags behind fast-moving weights and
     can make eval-mode predictions collapse although training-mode accuracy is high."""
@@ -285,45 +334,49 @@ def recompute_batchnorm_stats(model: nn.Module, x: torch.Tensor, batch_size: int
         m.reset_running_stats()
         m.momentum = None  # cumulative average over the batches below
     model.train()
-    for start in range(0, len(x), batch_size):
-        xb = x[start:start + batch_size]
-        if len(xb) >= 2:
+    batches = [b for b in sequential_batches(len(x), batch_size) if len(b) >= 2]
+    precision, workers = (cfg.precision, cfg.loader_workers) if cfg else ("fp32", 0)
+    for xb in iterate_batches(x, batches, workers):
+        with autocast(device, precision):
             model(xb.to(device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
 
 
-def data_fingerprint(ids: list[str], x: torch.Tensor, y: torch.Tensor) -> str:
-    """Hash of the training data (ids, maps, targets): a checkpoint of other data never resumes."""
+def data_fingerprint(*subsets: Subset) -> str:
+    """Hash of the training data (ids, stored maps' crc32, targets): a checkpoint of other data
+    never resumes."""
     digest = hashlib.sha256()
-    digest.update("\n".join(ids).encode("utf-8"))
-    digest.update(x.numpy().tobytes())
-    digest.update(y.numpy().tobytes())
+    for part in subsets:
+        digest.update("\n".join(part.ids).encode("utf-8"))
+        digest.update(part.crc32.tobytes())
+        digest.update(part.y.numpy().tobytes())
     return digest.hexdigest()[:16]
 
 
 def train_variant(potion_path: str, videos: str, split: int, variant: dict[str, Any],
                   train: dict[str, Any], seed: int, out_model: str, out_history: str,
-                  threads: int = 1) -> None:
+                  threads: int = 1, max_memory_gb: float | None = None,
+                  loader_workers: int = 0) -> None:
     """Snakemake entry: train one resolved variant on one split with one seed; write model.pt
     (state_dict) and history.csv (per epoch: losses, lambda, accuracies, lr, kept epoch)."""
     torch.set_num_threads(max(1, threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
-    data = load_split(potion_path, videos, split, ("train", "val"), float(train["val_fraction"]))
+    data = load_split(potion_path, videos, split, ("train", "val"), float(train["val_fraction"]),
+                      max_memory_gb)
     tr, va = data["train"], data["val"]
     if len(tr.x) < 2:
         raise ValueError(f"split {split} has {len(tr.x)} usable training videos; need at least 2")
     cfg = replace(make_train_config(train, variant, seed), multilabel=tr.y.dim() == 2,
-                  threads=max(1, threads))
+                  threads=max(1, threads), loader_workers=loader_workers)
     seed_everything(seed)
     model = build_variant_model(variant, tuple(tr.x.shape[1:]), len(tr.classes))
     log.info("variant %s: %s with %d parameters; %d training and %d validation videos of shape "
              "%s; seed %d, %d threads", variant.get("name", "?"), variant["arch"],
              count_parameters(model), len(tr.x), len(va.x), tuple(tr.x.shape[1:]), seed, cfg.threads)
     checkpoint = Path(out_model).with_name("checkpoint.pt")
-    identity = (variant, data_fingerprint(tr.ids + va.ids, torch.cat([tr.x, va.x]),
-                                          torch.cat([tr.y, va.y])))
+    identity = (variant, data_fingerprint(tr, va))
     history = fit(model, tr.x, tr.y, cfg, checkpoint, val=(va.x, va.y), identity=identity)
     with atomic_path(out_history) as tmp:
         pd.DataFrame(history).to_csv(tmp, index=False)
@@ -332,14 +385,16 @@ def train_variant(potion_path: str, videos: str, split: int, variant: dict[str, 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, num_classes: int, batch_size: int = 64,
-            device: torch.device | None = None) -> dict[str, np.ndarray]:
+def predict(model: nn.Module, x: Maps, num_classes: int, batch_size: int = 64,
+            device: torch.device | None = None, precision: str = "fp32",
+            workers: int = 0) -> dict[str, np.ndarray]:
     """Logits (N x K) and, for JMRN, selector joint weights (N x J), in eval mode."""
     device = device or torch.device("cpu")
     model.to(device).eval()
     logits, weights = [], []
-    for start in range(0, len(x), batch_size):
-        out = model(x[start:start + batch_size].to(device))
+    for xb in iterate_batches(x, sequential_batches(len(x), batch_size), workers):
+        with autocast(device, precision):
+            out = model(xb.to(device))
         logits.append(out["logits"].float().cpu())
         if "joint_weights" in out:
             weights.append(out["joint_weights"].float().cpu())

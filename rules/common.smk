@@ -88,11 +88,16 @@ def job_resources(kind, data_mb=None):
     return {"mem_mb": mem_mb, "runtime": runtime, **job_resources_of.fixed_resources(config, kind)}
 
 
-def split_maps_mb(wildcards):
-    """Megabytes of the split's PoTion maps (float32), held by its training and export."""
-    manifest = checkpoints.manifest.get(dataset=wildcards.dataset).output.manifest
-    potion = checkpoints.potion.get(dataset=wildcards.dataset).output.potion
-    return _split_maps_mb(manifest, potion, int(wildcards.split))
+def split_maps_mb(with_test):
+    """Megabytes of the split's PoTion maps (float32) that its training (with_test=False) or
+    export (with_test=True) reads."""
+
+    def maps_mb(wildcards):
+        manifest = checkpoints.manifest.get(dataset=wildcards.dataset).output.manifest
+        potion = checkpoints.potion.get(dataset=wildcards.dataset).output.potion
+        return _split_maps_mb(manifest, potion, int(wildcards.split), with_test)
+
+    return maps_mb
 
 
 def manifest_inputs(wildcards):

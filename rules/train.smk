@@ -15,7 +15,7 @@ rule train:
         train=lambda wc: train_settings(config, wc.variant),
     threads: job_threads("train")
     resources:
-        **job_resources("train", split_maps_mb),
+        **job_resources("train", split_maps_mb(with_test=False)),
     group:
         "run"
     conda:
@@ -42,9 +42,10 @@ rule export:
         variant=lambda wc: resolve_variant(config, wc.variant),
         device=config["train"]["device"],
         val_fraction=config["train"]["val_fraction"],
+        precision=config["train"]["precision"],
     threads: job_threads("export")
     resources:
-        **job_resources("export", split_maps_mb),
+        **job_resources("export", split_maps_mb(with_test=True)),
     group:
         "run"
     conda:

@@ -140,33 +140,52 @@ def chunk_files(array_dir: Path) -> list[Path]:
     return sorted(p for p in (array_dir / "c").rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize("damage", ["delete", "truncate"])
+@pytest.mark.parametrize("damage", ["delete", "overwrite"])
 def test_damaged_potion_chunk_fails_with_the_video_id(stores, damage):
+    """A deleted shard file reads as zeros (the checksum names its first video); one video's
+    bytes overwritten inside a shard fail that video only."""
     _, potion = stores
     store = PotionStore(potion)
-    victim_row = 5
-    chunk = potion / "potion" / "c" / str(victim_row) / "0" / "0" / "0" / "0"
-    assert chunk.is_file()
+    shard = potion / "potion" / "c" / "0" / "0" / "0" / "0" / "0"
+    assert chunk_files(potion / "potion") == [shard]  # every map of the tiny demo in one file
     if damage == "delete":
-        chunk.unlink()  # Zarr would read the fill value: zeros
+        shard.unlink()  # Zarr would read the fill value: zeros
+        victim_row = 0
     else:
-        chunk.write_bytes(chunk.read_bytes()[:20])
+        per_shard = store.potion.shards[0]
+        data = bytearray(shard.read_bytes())
+        index = np.frombuffer(bytes(data[-(16 * per_shard + 4):-4]), "<u8").reshape(per_shard, 2)
+        victim_row = 5
+        offset, nbytes = (int(v) for v in index[victim_row])
+        data[offset:offset + nbytes] = bytes(nbytes)
+        shard.write_bytes(bytes(data))
     vid = store.video_ids[victim_row]
     with pytest.raises(StoreError, match=f"video {vid!r}"):
         PotionStore(potion).load(store.video_ids)
-    PotionStore(potion).load([v for v in store.video_ids if v != vid])  # the others still read
+    if damage == "overwrite":
+        PotionStore(potion).load([v for v in store.video_ids if v != vid])  # the others still read
 
 
-@pytest.mark.parametrize("damage", ["delete", "truncate"])
+@pytest.mark.parametrize("damage", ["delete", "overwrite"])
 def test_damaged_heatmap_chunk_fails_with_the_video_id(stores, damage):
+    """A deleted shard file reads as zeros, overwritten bytes do not decode: either way the
+    video read says which video it is."""
     shard_path, _ = stores
     shard = HeatmapShard(shard_path)
     vid = shard.video_ids[2]
-    chunk = chunk_files(shard_path / shard._arrays[vid])[0]
+    files = chunk_files(shard_path / "frames")
+    start = shard.attrs["frame_ranges"][vid][0]
+    file = files[start // shard.group["frames"].shards[0]]
     if damage == "delete":
-        chunk.unlink()
+        file.unlink()
     else:
-        chunk.write_bytes(chunk.read_bytes()[:20])
+        per_file = shard.group["frames"].shards[0] // shard.group["frames"].chunks[0]
+        data = bytearray(file.read_bytes())
+        index = np.frombuffer(bytes(data[-(16 * per_file + 4):-4]), "<u8").reshape(per_file, 2)
+        offset, nbytes = (int(v) for v in index[start % shard.group["frames"].shards[0]
+                                                // shard.group["frames"].chunks[0]])
+        data[offset:offset + nbytes] = bytes(nbytes)
+        file.write_bytes(bytes(data))
     with pytest.raises(StoreError, match=f"video {vid!r}"):
         HeatmapShard(shard_path).read(vid)
 
@@ -361,7 +380,7 @@ def test_sigkill_during_a_stage_then_rerun_equals_an_uninterrupted_run(tiny_demo
         subprocess.run([__import__("sys").executable, "-c", code], check=True,
                        cwd=Path(__file__).resolve().parents[1])
     temps = lambda: [p for p in out.parent.iterdir() if ".tmp-" in p.name]  # noqa: E731
-    ready = {"pose": lambda: any((p / "v00002").exists() for p in temps()),
+    ready = {"pose": lambda: any((p / "frames" / "zarr.json").exists() for p in temps()),
              "potion": lambda: bool(temps()),
              "train": lambda: (out.parent / "checkpoint.pt").exists()}[stage]
     code = f"OUT = {str(out)!r}; " + calls[stage]

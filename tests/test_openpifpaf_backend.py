@@ -99,3 +99,32 @@ def test_state_dict_of_another_network_is_one_line(tmp_path):
     torch.save({"conv.weight": torch.zeros(3, 3)}, path)
     with pytest.raises(DatasetError, match="do not fit openpifpaf's shufflenetv2k16"):
         OpenPifPafBackend(24, 32, checkpoint=str(path))
+
+
+def test_device_quantisation_matches_the_stored_scale():
+    from jmrn.pose.base import to_uint8
+    from jmrn.pose.openpifpaf_backend import quantize
+
+    x = np.concatenate([np.linspace(-0.1, 1.1, 2001), (np.arange(256) + 0.5) / 255]).astype(np.float32)
+    assert np.array_equal(quantize(torch.from_numpy(x)).numpy(), to_uint8(x))
+
+
+def test_video_heatmaps_are_the_batches_quantised(backend, frames, tmp_path):
+    """The pipelined video path (one batch in flight) gives the same bytes, in order."""
+    import cv2
+
+    from jmrn.pose.base import to_uint8
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25,
+                             (frames.shape[2], frames.shape[1]))
+    for _ in range(4):
+        for f in frames:
+            writer.write(f)
+    writer.release()
+    from jmrn.video import iter_frame_batches
+
+    decoded = np.concatenate(list(iter_frame_batches(path, backend.batch_size)))
+    got = np.concatenate(list(backend.heatmaps({"path": str(path)})))
+    assert len(got) == len(decoded) == 12
+    assert np.array_equal(got, to_uint8(backend.frames_to_heatmaps(decoded)))

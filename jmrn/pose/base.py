@@ -56,7 +56,7 @@ def make_backend(name: str, height: int, width: int, options: Mapping[str, Any] 
 
 
 def to_uint8(maps: np.ndarray) -> np.ndarray:
-    """Float heatmaps in [0, 1] to the stored uint8 scale (rounded, clipped)."""
+    """Float heatmaps in [0, 1] to the stored uint8 scale (rounded half to even, clipped)."""
     return np.clip(np.rint(maps * 255.0), 0, 255).astype(np.uint8)
 
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from jmrn.datasets.report import DatasetError
 from jmrn.device import resolve_device
-from jmrn.pose.base import PoseBackend, letterbox_geometry, to_uint8
+from jmrn.pose.base import PoseBackend, letterbox_geometry
 from jmrn.pose.skeleton import COCO17, JOINTS
 from jmrn.video import iter_frame_batches
 
@@ -124,6 +124,11 @@ def save_state_dict(checkpoint: str, sha256: str, out: str) -> None:
     save_torch({k: v.cpu() for k, v in net.state_dict().items()}, out)
 
 
+def quantize(maps: torch.Tensor) -> torch.Tensor:
+    """``jmrn.pose.base.to_uint8`` on the tensor's own device (the same bytes for float32)."""
+    return (maps * 255.0).round().clamp(0, 255).to(torch.uint8)
+
+
 class OpenPifPafBackend(PoseBackend):
     name = "openpifpaf"
 
@@ -150,12 +155,43 @@ class OpenPifPafBackend(PoseBackend):
                 "stride": self.stride, "long_edge": self.long_edge}
 
     def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
+        """uint8 heatmaps batch by batch. Frames are decoded in a reader thread; on a GPU one
+        batch is in flight: the next one is computed while the previous one is copied back
+        (pinned buffer, non-blocking copy) and written by the caller."""
+        in_flight = None
         for frames in iter_frame_batches(video["path"], self.batch_size):
-            yield to_uint8(self.frames_to_heatmaps(frames))
+            launched = self._launch(frames)
+            if in_flight is not None:
+                yield self._collect(in_flight)
+            in_flight = launched
+        if in_flight is not None:
+            yield self._collect(in_flight)
+
+    def _launch(self, frames: np.ndarray) -> tuple[torch.Tensor, Any]:
+        """Start one batch: its uint8 heatmaps on the host, and the event that says they are there
+        (None on the CPU, where they are there at once)."""
+        maps = quantize(self.heatmap_tensor(frames))
+        if self.device.type != "cuda":
+            return maps, None
+        host = torch.empty(maps.shape, dtype=torch.uint8, pin_memory=True)
+        host.copy_(maps, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return host, done
+
+    @staticmethod
+    def _collect(launched: tuple[torch.Tensor, Any]) -> np.ndarray:
+        host, done = launched
+        if done is not None:
+            done.synchronize()
+        return host.numpy()
 
     def _prepare(self, frames: np.ndarray) -> tuple[torch.Tensor, int, int]:
         """BGR uint8 batch -> normalised RGB tensor padded to stride*k + 1; valid (h, w)."""
-        x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).flip(1)  # B x RGB x h x w
+        x = torch.from_numpy(frames)
+        if self.device.type == "cuda":  # page-locked, so the copy runs beside the GPU's work
+            x = x.pin_memory().to(self.device, non_blocking=True)
+        x = x.permute(0, 3, 1, 2).flip(1)  # B x RGB x h x w
         x = x.to(torch.float32) / 255
         h, w = x.shape[-2:]
         if self.long_edge and max(h, w) != self.long_edge:
@@ -177,6 +213,10 @@ class OpenPifPafBackend(PoseBackend):
 
     def frames_to_heatmaps(self, frames: np.ndarray) -> np.ndarray:
         """BGR frames (B x h x w x 3) to heatmaps (B x 18 x H x W) in [0, 1]."""
+        return self.heatmap_tensor(frames).cpu().numpy()
+
+    def heatmap_tensor(self, frames: np.ndarray) -> torch.Tensor:
+        """``frames_to_heatmaps`` on the backend's device (B x 18 x H x W float32)."""
         conf = self.cif_confidence(frames)
         h, w, top, left = letterbox_geometry(frames.shape[1], frames.shape[2], self.height, self.width)
         small = F.interpolate(conf, size=(h, w), mode="bilinear", align_corners=False).clamp_(0, 1)
@@ -186,4 +226,4 @@ class OpenPifPafBackend(PoseBackend):
         # Neck: CIF has no neck field; the shoulders' mean marks the shoulder girdle it sits on.
         ls, rs = JOINTS.index("left_shoulder"), JOINTS.index("right_shoulder")
         out[:, JOINTS.index("neck")] = 0.5 * (out[:, ls] + out[:, rs])
-        return out.cpu().numpy()
+        return out

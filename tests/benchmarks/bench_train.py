@@ -1,10 +1,11 @@
-"""Training throughput of the PoTion baseline and JMRN at the paper's input size (18x3x64x86).
+"""Training throughput of the PoTion baseline and JMRN at the paper's input size (18x3x64x86),
+through the training loop itself (jmrn.train.train_epoch: pose-aware augmentation, two views and
+the joint-contrastive term for JMRN) with each of train.precision / channels_last / compile.
 
-Each configuration runs in a fresh subprocess so its peak memory (ru_maxrss) is its own.
-Options compared against plain fp32 in the same run: channels_last, bf16 autocast and
-torch.compile. On a GPU (``--device cuda``) peak memory is torch's max allocated.
+Each configuration runs in a fresh subprocess so its peak memory is its own (RSS on CPU, torch's
+max allocated on a GPU); speed-ups are against fp32 measured in the same run.
 
-    .venv/bin/python tests/benchmarks/bench_train.py [--device cpu] [--steps 6] [--batch 16]
+    .venv/bin/python tests/benchmarks/bench_train.py [--device cpu|cuda] [--steps 6] [--batch 16]
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import subprocess
 import sys
 
-OPTIONS = ("fp32", "channels_last", "bf16", "compile")
+OPTIONS = ("fp32", "channels_last", "bf16", "fp16", "compile")
 
 
 def measure(arch: str, option: str, device: str, steps: int, batch: int, width: float) -> dict:
@@ -22,38 +23,28 @@ def measure(arch: str, option: str, device: str, steps: int, batch: int, width: 
 
     import torch
 
-    from jmrn.losses import joint_contrastive_loss
+    from jmrn.augment import AugmentConfig
     from jmrn.models import build_model
+    from jmrn.train import TrainConfig, prepare_model, train_epoch
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = build_model(arch, 18, 3, 51, width=width).to(dev)
-    x = torch.rand(batch, 18, 3, 64, 86, device=dev)
-    y = torch.randint(0, 51, (batch,), device=dev)
-    if option == "channels_last":
-        model = model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if option == "compile" else model
+    cfg = TrainConfig(batch_size=batch, seed=0, augment=AugmentConfig(), contrastive=arch == "jmrn",
+                      precision=option if option in ("bf16", "fp16") else "fp32",
+                      channels_last=option == "channels_last", compile=option == "compile")
+    model = build_model(arch, 18, 3, 51, width=width)
+    step_model, scaler = prepare_model(model, cfg, dev)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def step() -> None:
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=option == "bf16"):
-            out = step_model(x)
-            loss = torch.nn.functional.cross_entropy(out["logits"].float(), y)
-            if "embeddings" in out:
-                loss = loss + 0.05 * joint_contrastive_loss(out["embeddings"].float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    x = torch.rand(steps * batch, 18, 3, 64, 86)
+    y = torch.randint(0, 51, (steps * batch,))
     t0 = time.perf_counter()
-    step()  # warm-up (and compilation)
+    train_epoch(step_model, x[:2 * batch], y[:2 * batch], cfg, 0, opt, dev, scaler)  # warm-up
     warmup = time.perf_counter() - t0
     if dev.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
+    train_epoch(step_model, x, y, cfg, 1, opt, dev, scaler)
     if dev.type == "cuda":
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
@@ -68,6 +59,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--width", type=float, default=1.0)
+    parser.add_argument("--archs", default="potion,jmrn")
     parser.add_argument("--options", default=",".join(OPTIONS))
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -76,9 +68,9 @@ def main() -> None:
         print(json.dumps(measure(arch, option, args.device, args.steps, args.batch, args.width)))
         return
     print(f"device={args.device} batch={args.batch} steps={args.steps} width={args.width} "
-          "input=18x3x64x86, loss = CE (+ joint-contrastive for JMRN)")
-    print(f"{'model':<8}{'option':<15}{'samples/s':>11}{'speed-up':>10}{'peak MiB':>10}{'warm-up s':>11}")
-    for arch in ("potion", "jmrn"):
+          "input=18x3x64x86, jmrn.train.train_epoch (augmentation; JMRN: two views + contrastive)")
+    print(f"{'model':<8}{'option':<15}{'samples/s':>11}{'vs fp32':>9}{'peak MiB':>10}{'warm-up s':>11}")
+    for arch in args.archs.split(","):
         base = None
         for option in args.options.split(","):
             cmd = [sys.executable, __file__, "--child", f"{arch}:{option}", "--device", args.device,
@@ -89,7 +81,7 @@ def main() -> None:
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             base = base or r["samples_per_s"]
-            print(f"{arch:<8}{option:<15}{r['samples_per_s']:>11.1f}{r['samples_per_s'] / base:>9.2f}x"
+            print(f"{arch:<8}{option:<15}{r['samples_per_s']:>11.1f}{r['samples_per_s'] / base:>8.2f}x"
                   f"{r['peak_mib']:>10.0f}{r['warmup_s']:>11.1f}")
 
 

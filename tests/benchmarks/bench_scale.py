@@ -1,0 +1,168 @@
+"""Training from a PoTion store larger than memory: one epoch streamed vs held in memory.
+
+Generates a store of ``--videos`` sparse PoTion maps at the paper's 18 x 3 x 64 x 86 (float16,
+sharded as the pipeline writes it), then, each in a fresh process so that peak memory is its
+own: one training epoch (jmrn.train.train_epoch, augmentation included) on a subset held in
+memory, and one epoch over the whole store streamed by DataLoader workers; prints samples/s,
+their ratio and peak RSS (the training process and its largest worker). Also compares random
+batch reads from the sharded store with the one-file-per-video layout of earlier versions.
+
+    .venv/bin/python tests/benchmarks/bench_scale.py [--videos 20000] [--subset 2000]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+SHAPE = (18, 3, 64, 86)
+
+
+def sparse_maps(n: int, seed: int):
+    """PoTion-like maps: each joint's trajectory is a few bright pixels in a mostly empty map."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        m = np.zeros(SHAPE, np.float16)
+        ys = rng.integers(0, SHAPE[2] - 8, SHAPE[0])
+        xs = rng.integers(0, SHAPE[3] - 8, SHAPE[0])
+        for j in range(SHAPE[0]):
+            m[j, :, ys[j]:ys[j] + 8, xs[j]:xs[j] + 8] = rng.random((SHAPE[1], 8, 8))
+        yield m
+
+
+def generate(root: Path, n: int) -> float:
+    from jmrn.store import write_potion_store
+
+    t0 = time.perf_counter()
+    write_potion_store(root / "potion.zarr", [f"v{i:06d}" for i in range(n)], sparse_maps(n, 0),
+                       SHAPE, {"channels": 3})
+    return time.perf_counter() - t0
+
+
+def train_one_epoch(store_path: str, n: int, stream: bool, workers: int, threads: int,
+                    arch: str, width: float, batch: int) -> dict:
+    import torch
+
+    from jmrn.augment import AugmentConfig
+    from jmrn.maps import open_maps
+    from jmrn.models import build_model
+    from jmrn.store import PotionStore
+    from jmrn.train import TrainConfig, train_epoch
+
+    torch.set_num_threads(threads)
+    store = PotionStore(store_path)
+    ids = store.video_ids[:n]
+    t0 = time.perf_counter()
+    x = open_maps(store, ids, stream)
+    load_s = time.perf_counter() - t0
+    y = torch.arange(n) % 51
+    model = build_model(arch, SHAPE[0], SHAPE[1], 51, width=width)
+    cfg = TrainConfig(batch_size=batch, seed=0, augment=AugmentConfig(), loader_workers=workers)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    t0 = time.perf_counter()
+    train_epoch(model, x, y, cfg, 0, opt, torch.device("cpu"))
+    epoch_s = time.perf_counter() - t0
+    return {"samples_per_s": n / epoch_s, "epoch_s": epoch_s, "load_s": load_s,
+            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "worker_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+
+
+def read_rate(store_path: str, n: int, batches: int, batch: int) -> float:
+    """Maps per second for random batches of the first ``n`` videos."""
+    import torch
+
+    from jmrn.maps import StoreMaps
+    from jmrn.store import PotionStore
+
+    store = PotionStore(store_path)
+    maps = StoreMaps(store, store.video_ids[:n])
+    gen = torch.Generator().manual_seed(0)
+    idx = [torch.randperm(n, generator=gen)[:batch] for _ in range(batches)]
+    t0 = time.perf_counter()
+    for i in idx:
+        maps[i]
+    return batches * batch / (time.perf_counter() - t0)
+
+
+def write_per_video_layout(src: Path, dst: Path, n: int) -> None:
+    """The layout before sharding: one chunk file per video."""
+    import zarr
+
+    from jmrn.store import POTION_CODEC, PotionStore
+
+    store = PotionStore(src)
+    group = zarr.open_group(dst, mode="w")
+    arr = group.create_array("potion", shape=(n, *SHAPE), dtype="float16", chunks=(1, *SHAPE),
+                             compressors=POTION_CODEC, fill_value=0)
+    for start in range(0, n, 500):
+        arr[start:start + 500] = store.potion[start:min(start + 500, n)]
+    group.create_array("video_id", shape=(n,), dtype=str)[:] = np.asarray(store.video_ids[:n], dtype=str)
+    group.create_array("crc32", shape=(n,), dtype="uint32")[...] = store.crc32[:n]
+
+
+def child(args: list[str]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr[-2000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=20000)
+    parser.add_argument("--subset", type=int, default=2000, help="videos of the in-memory run")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--arch", default="jmrn")
+    parser.add_argument("--width", type=float, default=0.25)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = json.loads(args.child)
+        fn = {"train": train_one_epoch, "read": read_rate}[kind]
+        print(json.dumps(fn(*rest)))
+        return
+    with tempfile.TemporaryDirectory(prefix="jmrn-scale-") as tmp:
+        root = Path(tmp)
+        gen_s = generate(root, args.videos)
+        store = str(root / "potion.zarr")
+        files = sum(1 for p in Path(store).rglob("*") if p.is_file())
+        disk = sum(p.stat().st_size for p in Path(store).rglob("*") if p.is_file())
+        raw = args.videos * math.prod(SHAPE) * 2
+        print(f"store: {args.videos} videos of {'x'.join(map(str, SHAPE))} float16, "
+              f"{raw / 1e9:.1f} GB of maps, {disk / 1e6:.0f} MB on disk in {files} files, "
+              f"written in {gen_s:.0f} s")
+        common = [args.workers, args.threads, args.arch, args.width, args.batch]
+        held = child(["train", store, args.subset, False, *common])
+        streamed = child(["train", store, args.videos, True, *common])
+        print(f"model {args.arch} width {args.width}, batch {args.batch}, {args.threads} threads, "
+              f"{args.workers} loader workers; one epoch each")
+        print(f"{'path':<34}{'videos':>8}{'samples/s':>11}{'ratio':>8}{'peak RSS MiB':>14}"
+              f"{'worker MiB':>12}")
+        for name, r, n in (("in memory (subset)", held, args.subset),
+                           ("streamed from the store", streamed, args.videos)):
+            print(f"{name:<34}{n:>8}{r['samples_per_s']:>11.1f}"
+                  f"{r['samples_per_s'] / held['samples_per_s']:>8.2f}{r['peak_mib']:>14.0f}"
+                  f"{r['worker_peak_mib']:>12.0f}")
+        print(f"(in-memory load of the subset: {held['load_s']:.1f} s, not in its samples/s)")
+        n = min(args.subset, args.videos)
+        write_per_video_layout(Path(store), root / "per_video.zarr", n)
+        old_files = sum(1 for p in (root / "per_video.zarr").rglob("*") if p.is_file())
+        sharded = child(["read", store, n, 200, args.batch])
+        per_video = child(["read", str(root / "per_video.zarr"), n, 200, args.batch])
+        print(f"random batch reads of {n} videos: sharded {sharded:.0f} maps/s, one file per video "
+              f"({old_files} files) {per_video:.0f} maps/s, ratio {sharded / per_video:.2f}")
+
+
+if __name__ == "__main__":
+    main()
