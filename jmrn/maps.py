@@ -28,6 +28,7 @@ class StoreMaps:
         self.ids = list(ids)
         self.shape = (len(self.ids), *store.shape)
         self._store: PotionStore | None = store
+        self._pid = os.getpid()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -36,8 +37,9 @@ class StoreMaps:
         return {**self.__dict__, "_store": None}
 
     def store(self) -> PotionStore:
-        if self._store is None:
-            self._store = PotionStore(self.path)
+        """The open store; a forked worker opens its own (Zarr's I/O thread is not forked)."""
+        if self._store is None or self._pid != os.getpid():
+            self._store, self._pid = PotionStore(self.path), os.getpid()
         return self._store
 
     def __getitem__(self, index: slice | torch.Tensor | Sequence[int]) -> torch.Tensor:

@@ -76,8 +76,14 @@ def train_and_export(dataset, out, **kwargs):
     return out
 
 
-def test_streamed_and_in_memory_give_byte_identical_models(dataset, tmp_path):
-    held = train_and_export(dataset, tmp_path / "held")
+@pytest.fixture(scope="module")
+def fp32_run(dataset, tmp_path_factory):
+    """The reference: fp32, maps held in memory."""
+    return train_and_export(dataset, tmp_path_factory.mktemp("fp32") / "held")
+
+
+def test_streamed_and_in_memory_give_byte_identical_models(dataset, fp32_run, tmp_path):
+    held = fp32_run
     streamed = train_and_export(dataset, tmp_path / "streamed", max_memory_gb=1e-6,
                                 loader_workers=2)
     for name in ("model.pt", "history.csv", "logits.csv"):
@@ -85,8 +91,8 @@ def test_streamed_and_in_memory_give_byte_identical_models(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_trains(dataset, tmp_path, precision):
-    fp32 = train_and_export(dataset, tmp_path / "fp32")
+def test_mixed_precision_trains(dataset, fp32_run, tmp_path, precision):
+    fp32 = fp32_run
     mixed = train_and_export(dataset, tmp_path / precision, precision=precision)
     history = pd.read_csv(mixed / "history.csv")
     assert np.isfinite(history["loss"]).all()

@@ -77,12 +77,13 @@ def main() -> None:
                    "--steps", str(args.steps), "--batch", str(args.batch), "--width", str(args.width)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
-                print(f"{arch:<8}{option:<15}failed: {proc.stderr.strip().splitlines()[-1][:60]}")
+                why = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+                print(f"{arch:<8}{option:<15}failed: {why[:60]}", flush=True)
                 continue
             r = json.loads(proc.stdout.strip().splitlines()[-1])
             base = base or r["samples_per_s"]
             print(f"{arch:<8}{option:<15}{r['samples_per_s']:>11.1f}{r['samples_per_s'] / base:>8.2f}x"
-                  f"{r['peak_mib']:>10.0f}{r['warmup_s']:>11.1f}")
+                  f"{r['peak_mib']:>10.0f}{r['warmup_s']:>11.1f}", flush=True)
 
 
 if __name__ == "__main__":
