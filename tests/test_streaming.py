@@ -10,8 +10,10 @@ import torch
 from jmrn import resources
 from jmrn.export import export_variant
 from jmrn.maps import StoreMaps, iterate_batches, sequential_batches
-from jmrn.store import PotionStore, write_potion_store
+from jmrn.store import PotionStore
 from jmrn.train import load_split, train_variant
+
+from conftest import labelled_potion_store
 
 TRAIN = {"epochs": 3, "batch_size": 8, "lr": 1e-3, "patience": 1, "device": "cpu",
          "val_fraction": 0.2, "select": "last", "contrastive_weight": 0.05, "temperature": 0.3,
@@ -24,18 +26,7 @@ JMRN = {"name": "jmrn", "arch": "jmrn", "model": {"width": 0.125}, "contrastive"
 def dataset(tmp_path_factory):
     """48 videos of 3 classes (a bright block on a class-specific joint) and their manifest."""
     root = tmp_path_factory.mktemp("stream")
-    rng = np.random.default_rng(1)
-    n = 48
-    labels = np.arange(n) % 3
-    maps = rng.random((n, 18, 3, 12, 16)).astype(np.float16) * 0.1
-    maps[np.arange(n), labels * 5, :, 4:8, 4:8] += 1
-    ids = [f"vid {i:02d}" for i in range(n)]
-    write_potion_store(root / "potion.zarr", ids, iter(maps), maps.shape[1:], {"channels": 3})
-    pd.DataFrame({"video_id": ids, "path": ids, "label": labels,
-                  "label_name": [f"c{c}" for c in labels],
-                  "split1": np.where(np.arange(n) < 36, "train", "test"), "frames": 10,
-                  "fps": 25.0, "width": 16, "height": 12, "status": "ok",
-                  "group": [f"g{i // 2}" for i in range(n)]}).to_csv(root / "manifest.csv", index=False)
+    labelled_potion_store(root / "potion.zarr", seed=1).to_csv(root / "manifest.csv", index=False)
     return root
 
 

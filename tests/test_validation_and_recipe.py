@@ -198,22 +198,13 @@ def test_test_labels_influence_nothing(tmp_path):
     """Permuting the test labels leaves every trained model and fitted fusion weight unchanged."""
     from jmrn.export import export_variant
     from jmrn.fusion import fuse
-    from jmrn.store import PotionStore, write_potion_store
+    from conftest import labelled_potion_store
+    from jmrn.store import PotionStore
     from jmrn.train import train_variant
 
+    base = labelled_potion_store(tmp_path / "potion.zarr", seed=0)
+    assert len(PotionStore(tmp_path / "potion.zarr")) == len(base)
     rng = np.random.default_rng(0)
-    n = 48
-    labels = np.arange(n) % 3
-    maps = rng.random((n, 18, 3, 12, 16)).astype(np.float16) * 0.1
-    maps[np.arange(n), labels * 5, :, 4:8, 4:8] += 1
-    ids = [f"vid {i:02d}" for i in range(n)]
-    write_potion_store(tmp_path / "potion.zarr", ids, iter(maps), maps.shape[1:], {"channels": 3})
-    assert len(PotionStore(tmp_path / "potion.zarr")) == n
-    base = pd.DataFrame({"video_id": ids, "path": ids, "label": labels,
-                         "label_name": [f"c{c}" for c in labels],
-                         "split1": np.where(np.arange(n) < 36, "train", "test"),
-                         "frames": 10, "fps": 25.0, "width": 16, "height": 12, "status": "ok",
-                         "group": [f"g{i // 2}" for i in range(n)]})
     test = base["split1"] == "test"
     permuted = base.copy()
     order = rng.permutation(test.sum())
