@@ -7,7 +7,6 @@ seed gives the same model either way; only memory and speed differ.
 """
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterator, Sequence
 
@@ -49,11 +48,6 @@ class StoreMaps:
 
 
 Maps = torch.Tensor | StoreMaps
-
-
-def maps_bytes(n_videos: int, shape: Sequence[int]) -> int:
-    """Bytes of ``n_videos`` float32 maps of ``shape`` (J x C x H x W)."""
-    return n_videos * math.prod(shape) * 4
 
 
 def open_maps(store: PotionStore, ids: Sequence[str], stream: bool) -> Maps:

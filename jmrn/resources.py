@@ -36,9 +36,14 @@ def threads(config: dict[str, Any], kind: str) -> int:
     return int(config["resources"][kind]["threads"])
 
 
+def maps_bytes(n_videos: int, map_shape: tuple[int, ...]) -> int:
+    """Bytes of ``n_videos`` PoTion maps of ``map_shape`` (J x C x H x W) as float32."""
+    return n_videos * math.prod(map_shape) * 4
+
+
 def maps_mb(n_videos: int, map_shape: tuple[int, ...]) -> int:
-    """Megabytes of ``n_videos`` PoTion maps of ``map_shape`` as float32."""
-    return math.ceil(n_videos * math.prod(map_shape) * 4 / 1e6)
+    """``maps_bytes`` in megabytes, rounded up."""
+    return math.ceil(maps_bytes(n_videos, map_shape) / 1e6)
 
 
 def memory_mb(config: dict[str, Any], kind: str, attempt: int = 1, data_mb: int = 0) -> int:

@@ -31,9 +31,10 @@ from jmrn.config import fingerprint
 from jmrn.device import resolve_device  # noqa: F401  (export and tests use it from here)
 from jmrn.io import LogWriter, atomic_path, save_torch
 from jmrn.losses import classification_loss, joint_contrastive_loss
-from jmrn.maps import Maps, iterate_batches, maps_bytes, open_maps, sequential_batches
+from jmrn.maps import Maps, iterate_batches, open_maps, sequential_batches
 from jmrn.metrics import top1_hits
 from jmrn.models import build_model, count_parameters, match_parameters
+from jmrn.resources import maps_bytes
 from jmrn.store import PotionStore
 from jmrn.tables import label_targets, read_split_source, split_subset
 
