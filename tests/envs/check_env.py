@@ -11,7 +11,7 @@ caught by tests/test_envs.py, not here.
     .venv/bin/python tests/envs/check_env.py [envs/pose.yaml envs/torch.yaml] [--keep]
 
 Needs PyPI (pip's cache helps: each env is ~7 GB with CUDA torch, one on disk at a time) and
-≈ 8.5 minutes (pose env 323 s, torch env 184 s with a warm cache on 2 cores).
+≈ 9 minutes (pose env 323–330 s, torch env 184–211 s with a warm cache on 2 cores).
 """
 from __future__ import annotations
 
