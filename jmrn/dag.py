@@ -66,11 +66,20 @@ def split_maps_mb(manifest_csv: str | os.PathLike, potion_zarr: str | os.PathLik
     """Megabytes of one split's PoTion maps as float32: its training set (what training
     reads, validation included) or, ``with_test``, all of it (what export reads)."""
     from jmrn.resources import maps_mb
-    from jmrn.store import PotionStore
 
     subsets = split_tables(manifest_csv, potion_zarr)[split]["videos"][f"split{split}"]
     n_videos = sum(1 for s in subsets if with_test or s == "train")
-    return maps_mb(n_videos, PotionStore(potion_zarr).shape)
+    return maps_mb(n_videos, _map_shape(_stamp(Path(potion_zarr) / "potion" / "zarr.json")))
+
+
+@functools.lru_cache(maxsize=4)
+def _map_shape(potion_meta: tuple[str, int, int]) -> tuple[int, ...]:
+    """J x C x H x W of a PoTion store, from its array metadata only (every train and export
+    job asks for it while the DAG is built; opening the store would read every video id)."""
+    import json
+
+    with open(potion_meta[0], encoding="utf-8") as fh:
+        return tuple(json.load(fh)["shape"][1:])
 
 
 DATASET_SOURCES = ("video_root", "split_dir", "joint_root", "annotation_dir", "annotation",

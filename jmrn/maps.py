@@ -20,9 +20,7 @@ class StoreMaps:
     """N x J x C x H x W float32 maps of the given videos, read from the store on indexing."""
 
     def __init__(self, store: PotionStore, ids: Sequence[str]) -> None:
-        missing = [v for v in ids if v not in store.index]
-        if missing:
-            raise KeyError(f"{len(missing)} videos not in the PoTion store, e.g. {missing[:3]}")
+        store.require(ids)
         self.path = store.path
         self.ids = list(ids)
         self.shape = (len(self.ids), *store.shape)

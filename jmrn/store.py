@@ -108,10 +108,10 @@ class HeatmapShardWriter:
 
 
 @contextlib.contextmanager
-def write_heatmap_shard(path: str | os.PathLike, attrs: dict[str, Any]) -> Iterator[HeatmapShardWriter]:
-    """Create a heatmap shard atomically: it appears at ``path`` only once it is complete.
-    ``attrs`` names the map size (``height``, ``width``) and the ``joints``."""
-    shape = (len(attrs["joints"]) or 18, int(attrs["height"]), int(attrs["width"]))
+def write_heatmap_shard(path: str | os.PathLike, attrs: dict[str, Any],
+                        shape: Sequence[int]) -> Iterator[HeatmapShardWriter]:
+    """Create a heatmap shard of frames of ``shape`` (J x H x W) atomically: it appears at
+    ``path`` only once it is complete."""
     with atomic_path(path) as tmp:
         group = zarr.open_group(tmp, mode="w")
         writer = HeatmapShardWriter(group, shape)
@@ -257,11 +257,15 @@ class PotionStore:
                                         f"{exc})") from exc
             raise
 
-    def load(self, video_ids: Sequence[str]) -> np.ndarray:
-        """Maps of the given videos, in order, as one float32 array (N x J x C x H x W)."""
+    def require(self, video_ids: Sequence[str]) -> None:
+        """KeyError naming the first few of ``video_ids`` that the store does not hold."""
         missing = [v for v in video_ids if v not in self.index]
         if missing:
             raise KeyError(f"{len(missing)} videos not in the PoTion store, e.g. {missing[:3]}")
+
+    def load(self, video_ids: Sequence[str]) -> np.ndarray:
+        """Maps of the given videos, in order, as one float32 array (N x J x C x H x W)."""
+        self.require(video_ids)
         if not video_ids:
             return np.zeros((0, *self.shape), np.float32)
         rows = np.array([self.index[v] for v in video_ids])

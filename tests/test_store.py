@@ -31,7 +31,7 @@ def test_heatmap_shard_roundtrip_with_odd_ids_and_growth(tmp_path):
               "Zoë": rng.integers(0, 255, (3, 18, 4, 5), dtype=np.uint8)}
     path = tmp_path / "shard000.zarr"
     with write_heatmap_shard(path, {"backend": "test", "height": 4, "width": 5,
-                                    "joints": list("x" * 18), "config_hash": "abc"}) as w:
+                                    "joints": list("x" * 18), "config_hash": "abc"}, (18, 4, 5)) as w:
         for vid, h in videos.items():
             # under-reported frame count (10): the array must grow to 45
             w.add(vid, (h[i:i + 16] for i in range(0, len(h), 16)), 10, (18, 4, 5))
@@ -52,7 +52,7 @@ def test_failed_video_is_not_listed(tmp_path):
 
     path = tmp_path / "s.zarr"
     with write_heatmap_shard(path, {"backend": "t", "height": 4, "width": 5, "joints": [],
-                                    "config_hash": ""}) as w:
+                                    "config_hash": ""}, (18, 4, 5)) as w:
         with pytest.raises(OSError):
             w.add("v", broken(), 4, (18, 4, 5))
         w.fail("v", "truncated")

@@ -57,7 +57,7 @@ def extract_shard(manifest_csv: str | os.PathLike, shard: int, n_shards: int,
     log.info("shard %d/%d: %d videos with backend %s", shard, n_shards, len(rows), backend.name)
     fail_fast = pose["on_bad_video"] == "fail"
     frames = 0
-    with write_heatmap_shard(out_zarr, attrs) as shard_writer:
+    with write_heatmap_shard(out_zarr, attrs, shape) as shard_writer:
         for row in tqdm(rows.to_dict("records"), desc=f"pose shard {shard}", file=LogWriter(log),
                         mininterval=5.0):
             try:
