@@ -11,6 +11,7 @@ chunk (which Zarr reads as zeros) or a damaged one fails with the video's id (``
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import zlib
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync as zarr_sync
 
 from jmrn import __version__
 from jmrn.io import atomic_path
@@ -237,17 +239,25 @@ class PotionStore:
         return StoreError(f"{self.path}: the PoTion map of video {video_id!r} {why}; rerun the "
                           "potion rule (delete the store)")
 
+    def _row_slices(self, rows: np.ndarray) -> list[slice]:
+        """Sorted store rows as slices: one per run of consecutive rows, cut at shard-file
+        boundaries so that each slice reads one shard file (a whole one in a single read)."""
+        per_file = (self.potion.shards or self.potion.chunks)[0]
+        cuts = np.flatnonzero((np.diff(rows) != 1) | (rows[1:] // per_file != rows[:-1] // per_file))
+        return [slice(int(run[0]), int(run[-1]) + 1) for run in np.split(rows, cuts + 1)]
+
     def _read_rows(self, rows: np.ndarray) -> np.ndarray:
-        """float16 maps of sorted store rows, one slice per run of consecutive rows (Zarr's
-        orthogonal selection decodes whole shards); a chunk that cannot be decoded names its
-        video."""
-        out = np.empty((len(rows), *self.shape), np.float16)
+        """float16 maps of sorted store rows. The slices are read concurrently through Zarr's
+        asynchronous API (file reads and decompression overlap; Zarr's orthogonal selection
+        would decode whole shards); a chunk that cannot be decoded names its video."""
+        slices = self._row_slices(rows)
+        reader = self.potion.async_array
+
+        async def read_all() -> list[Any]:
+            return await asyncio.gather(*(reader.getitem(s) for s in slices))
+
         try:
-            at = 0
-            for run in np.split(rows, np.flatnonzero(np.diff(rows) != 1) + 1):
-                out[at:at + len(run)] = self.potion[int(run[0]):int(run[-1]) + 1]
-                at += len(run)
-            return out
+            parts = zarr_sync(read_all())
         except Exception as exc:
             for r in rows:  # find the damaged one
                 try:
@@ -256,6 +266,12 @@ class PotionStore:
                     raise self._damaged(self.video_ids[r], f"cannot be read ({type(exc).__name__}: "
                                         f"{exc})") from exc
             raise
+        out = np.empty((len(rows), *self.shape), np.float16)
+        at = 0
+        for part in parts:
+            out[at:at + len(part)] = part
+            at += len(part)
+        return out
 
     def require(self, video_ids: Sequence[str]) -> None:
         """KeyError naming the first few of ``video_ids`` that the store does not hold."""

@@ -4,8 +4,9 @@ Generates a store of ``--videos`` sparse PoTion maps at the paper's 18 x 3 x 64 
 sharded as the pipeline writes it), then, each in a fresh process so that peak memory is its
 own: one training epoch (jmrn.train.train_epoch, augmentation included) on a subset held in
 memory, and one epoch over the whole store streamed by DataLoader workers; prints samples/s,
-their ratio and peak RSS (the training process and its largest worker). Also compares random
-batch reads from the sharded store with the one-file-per-video layout of earlier versions.
+their ratio and peak RSS (the training process and its largest worker). Also compares reads
+(random batches; a whole split) from the sharded store with the one-file-per-video layout and
+the orthogonal-selection reader of earlier versions (``--reads-only``: only that).
 
     .venv/bin/python tests/benchmarks/bench_scale.py [--videos 20000] [--subset 2000]
 """
@@ -75,21 +76,39 @@ def train_one_epoch(store_path: str, n: int, stream: bool, workers: int, threads
             "worker_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
 
 
-def read_rate(store_path: str, n: int, batches: int, batch: int) -> float:
-    """Maps per second for random batches of the first ``n`` videos."""
+class OrthogonalReadStore:
+    """The reader before sharding: one orthogonal selection of the batch's rows (on the sharded
+    layout it decodes whole shard files, so it is only measured on one file per video)."""
+
+    def __new__(cls, path: str):
+        from jmrn.store import PotionStore
+
+        class Store(PotionStore):
+            def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+                return self.potion.get_orthogonal_selection((rows,))
+
+        return Store(path)
+
+
+def read_rate(store_path: str, n: int, batches: int, batch: int, reader: str) -> dict:
+    """Maps per second (crc32-checked float32, as training gets them) for random batches of the
+    first ``n`` videos, and for all of them in store order (an in-memory split's load)."""
     import torch
 
     from jmrn.maps import StoreMaps
     from jmrn.store import PotionStore
 
-    store = PotionStore(store_path)
+    store = OrthogonalReadStore(store_path) if reader == "orthogonal" else PotionStore(store_path)
     maps = StoreMaps(store, store.video_ids[:n])
     gen = torch.Generator().manual_seed(0)
     idx = [torch.randperm(n, generator=gen)[:batch] for _ in range(batches)]
     t0 = time.perf_counter()
     for i in idx:
         maps[i]
-    return batches * batch / (time.perf_counter() - t0)
+    random_rate = batches * batch / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    store.load(store.video_ids[:n])
+    return {"random": random_rate, "split": n / (time.perf_counter() - t0)}
 
 
 def write_per_video_layout(src: Path, dst: Path, n: int) -> None:
@@ -125,6 +144,8 @@ def main() -> None:
     parser.add_argument("--arch", default="jmrn")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--reads-only", action="store_true", help="skip the training epochs")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved read measurements")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -142,27 +163,41 @@ def main() -> None:
         print(f"store: {args.videos} videos of {'x'.join(map(str, SHAPE))} float16, "
               f"{raw / 1e9:.1f} GB of maps, {disk / 1e6:.0f} MB on disk in {files} files, "
               f"written in {gen_s:.0f} s")
-        common = [args.workers, args.threads, args.arch, args.width, args.batch]
-        held = child(["train", store, args.subset, False, *common])
-        streamed = child(["train", store, args.videos, True, *common])
-        print(f"model {args.arch} width {args.width}, batch {args.batch}, {args.threads} threads, "
-              f"{args.workers} loader workers; one epoch each")
-        print(f"{'path':<34}{'videos':>8}{'samples/s':>11}{'ratio':>8}{'peak RSS MiB':>14}"
-              f"{'worker MiB':>12}")
-        for name, r, n in (("in memory (subset)", held, args.subset),
-                           ("streamed from the store", streamed, args.videos)):
-            print(f"{name:<34}{n:>8}{r['samples_per_s']:>11.1f}"
-                  f"{r['samples_per_s'] / held['samples_per_s']:>8.2f}{r['peak_mib']:>14.0f}"
-                  f"{r['worker_peak_mib']:>12.0f}")
-        print(f"(in-memory load of the subset: {held['load_s']:.1f} s, not in its samples/s)")
+        if not args.reads_only:
+            common = [args.workers, args.threads, args.arch, args.width, args.batch]
+            held = child(["train", store, args.subset, False, *common])
+            streamed = child(["train", store, args.videos, True, *common])
+            print(f"model {args.arch} width {args.width}, batch {args.batch}, {args.threads} threads, "
+                  f"{args.workers} loader workers; one epoch each")
+            print(f"{'path':<34}{'videos':>8}{'samples/s':>11}{'ratio':>8}{'peak RSS MiB':>14}"
+                  f"{'worker MiB':>12}")
+            for name, r, n in (("in memory (subset)", held, args.subset),
+                               ("streamed from the store", streamed, args.videos)):
+                print(f"{name:<34}{n:>8}{r['samples_per_s']:>11.1f}"
+                      f"{r['samples_per_s'] / held['samples_per_s']:>8.2f}{r['peak_mib']:>14.0f}"
+                      f"{r['worker_peak_mib']:>12.0f}")
+            print(f"(in-memory load of the subset: {held['load_s']:.1f} s, not in its samples/s)")
         n = min(args.subset, args.videos)
         write_per_video_layout(Path(store), root / "per_video.zarr", n)
         old_files = sum(1 for p in (root / "per_video.zarr").rglob("*") if p.is_file())
-        sharded = child(["read", store, n, 200, args.batch])
-        per_video = child(["read", str(root / "per_video.zarr"), n, 200, args.batch])
-        print(f"random batch reads of {n} videos: sharded {sharded:.0f} maps/s, one file per video "
-              f"({old_files} files) {per_video:.0f} maps/s, ratio {sharded / per_video:.2f}")
-
+        # interleaved repeats (medians): the readers share the machine's page cache and noise
+        cases = {"sharded store, concurrent slices (now)": (store, "store"),
+                 f"one file per video ({old_files} files), orthogonal selection (before)":
+                     (str(root / "per_video.zarr"), "orthogonal"),
+                 "one file per video, concurrent slices": (str(root / "per_video.zarr"), "store")}
+        runs: dict[str, list[dict]] = {name: [] for name in cases}
+        for _ in range(args.repeats):
+            for name, (path, reader) in cases.items():
+                runs[name].append(child(["read", path, n, 100, args.batch, reader]))
+        before = next(name for name in cases if name.endswith("(before)"))
+        ref = {k: float(np.median([r[k] for r in runs[before]])) for k in ("random", "split")}
+        print(f"reading {n} videos, medians of {args.repeats} interleaved runs (maps/s, ratio to "
+              "before):")
+        print(f"{'layout and reader':<62}{'random batches':>16}{'whole split':>22}")
+        for name, rs in runs.items():
+            med = {k: float(np.median([r[k] for r in rs])) for k in ("random", "split")}
+            print(f"{name:<62}{med['random']:>9.0f} {med['random'] / ref['random']:>5.2f}x"
+                  f"{med['split']:>15.0f} {med['split'] / ref['split']:>5.2f}x")
 
 if __name__ == "__main__":
     main()
