@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from jmrn.io import write_json
-from jmrn.tables import (read_manifest, shard_tables, split_digest, split_table, table_digest,
-                         write_csv)
+from jmrn.tables import (ground_truth_path, read_manifest, shard_tables, split_digest, split_table,
+                         table_digest, write_csv)
 
 
 def _stamp(path: str | os.PathLike) -> tuple[str, int, int]:
@@ -43,12 +43,14 @@ def _split_tables(manifest_stamp: tuple[str, int, int], potion_stamp: tuple[str,
     from jmrn.store import PotionStore
 
     manifest = read_manifest(manifest_stamp[0])
+    truth_csv = ground_truth_path(manifest_stamp[0])
+    truth = read_manifest(truth_csv) if "source" in manifest and os.path.isfile(truth_csv) else None
     store = PotionStore(potion_stamp[0])
     crc = dict(zip(store.video_ids, store.crc32.tolist())) if store.crc32 is not None else \
         dict.fromkeys(store.video_ids, 0)
     splits = [int(c[len("split"):]) for c in manifest.columns
               if c.startswith("split") and c[len("split"):].isdigit()]
-    return {k: split_table(manifest, k, crc) for k in splits}
+    return {k: split_table(manifest, k, crc, truth) for k in splits}
 
 
 def split_tables(manifest_csv: str | os.PathLike, potion_zarr: str | os.PathLike) -> dict[int, dict]:

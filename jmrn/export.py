@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from jmrn.frame_map import KeyframeEvaluator
 from jmrn.io import atomic_path, write_json
 from jmrn.metrics import evaluate
 from jmrn.models import count_parameters
@@ -17,7 +18,7 @@ from jmrn.train import build_variant_model, load_split, predict, resolve_device
 
 log = logging.getLogger(__name__)
 
-HEADLINES = ("mean_class_accuracy", "top1", "top5", "mAP")
+HEADLINES = ("mean_class_accuracy", "top1", "top5", "mAP", "frame_mAP")
 
 
 def _no_nan(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -39,6 +40,7 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     first = data["train"]
     model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
+    keyframes = KeyframeEvaluator.from_split_table(videos)
     frames, weights_rows, scores = [], [], {}
     for subset, part in data.items():
         out = predict(model, part.x, len(part.classes), device=dev, precision=precision,
@@ -50,6 +52,8 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
             weights_rows.append(pd.concat([meta, pd.DataFrame(out["joint_weights"], columns=list(JOINTS))],
                                           axis=1))
         scores[subset] = evaluate(part.y.numpy(), out["logits"])
+        if keyframes is not None:  # person boxes (AVA): frame-mAP@0.5 against the ground truth
+            scores[subset]["frame_mAP"] = keyframes.frame_map(part.ids, out["logits"], subset)
     with atomic_path(out_logits) as tmp:
         pd.concat(frames).to_csv(tmp, index=False)
     with atomic_path(out_joint_weights) as tmp:

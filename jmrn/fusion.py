@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from jmrn.frame_map import KeyframeEvaluator
 from jmrn.io import VIDEO_TABLE_META, atomic_path, read_video_table, value_columns, write_json
 from jmrn.metrics import evaluate
 from jmrn.tables import label_targets
@@ -231,10 +232,11 @@ def load_modalities(names: Sequence[str], internal: Mapping[str, str],
 
 def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[str, Mapping[str, str]],
          split: int, out_weights: str, out_logits: str, out_metrics: str,
-         identity: Mapping[str, object] | None = None) -> dict:
+         identity: Mapping[str, object] | None = None, split_table: str | None = None) -> dict:
     """Fit fusion weights on the validation rows (training rows as a logged fallback) and
     evaluate each modality, score averaging and the learned fusion on the test rows.
-    ``identity`` (fusion name, split, seed) is written into metrics.json and weights.json."""
+    ``identity`` (fusion name, split, seed) is written into metrics.json and weights.json;
+    with the ``split_table`` of person boxes (AVA) each row also gets frame-mAP@0.5."""
     meta, logits, classes, fit_subset = load_modalities(names, internal, external, split)
     fit_rows = (meta["subset"] == fit_subset).to_numpy()
     test = (meta["subset"] == "test").to_numpy()
@@ -251,6 +253,13 @@ def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[st
     rows = {name: evaluate(y[test], logits[m, test]) for m, name in enumerate(names)}
     rows["average"] = evaluate(y[test], probs[:, test].mean(axis=0))
     rows[learned] = evaluate(y[test], fused[test])
+    keyframes = KeyframeEvaluator.from_split_table(split_table) if split_table else None
+    if keyframes is not None:
+        test_ids = meta.loc[test, "video_id"].tolist()
+        scored = {**{name: logits[m] for m, name in enumerate(names)},
+                  "average": probs.mean(axis=0), learned: fused}
+        for name, values in scored.items():
+            rows[name]["frame_mAP"] = keyframes.frame_map(test_ids, values[test], "test")
     target = torch.as_tensor(y[fit_rows], dtype=torch.float64 if multilabel else torch.int64)
 
     def fit_loss(values: np.ndarray) -> float:

@@ -26,14 +26,18 @@ log = logging.getLogger(__name__)
 # the definition of each row. A figure is printed only beside a variant that matches its row's
 # definition (``paper_row``); the paper gives no figures for its no-re-weighting row here.
 PAPER_ROWS = {
-    "PoTion": {"JHMDB-1": 59.44, "HMDB-1": 42.04, "Charades mAP": 13.54},
+    "PoTion": {"JHMDB-1": 59.44, "HMDB-1": 42.04, "Charades mAP": 13.54, "AVA frame-mAP": 13.1},
     "deeper baseline": {"JHMDB-1": 66.38, "HMDB-1": 49.25, "Charades mAP": 14.88},
     "JMRN": {"JHMDB-1": 66.70, "HMDB-1": 48.71, "Charades mAP": 15.00},
     "non-Siamese": {"JHMDB-1": 65.98, "HMDB-1": 51.66, "Charades mAP": 14.93},
     "no re-weighting": {},
     "+PAA": {"JHMDB-1": 69.81, "HMDB-1": 52.02, "Charades mAP": 15.79},
-    "+PAA+contrastive": {"JHMDB-1": 71.08, "HMDB-1": 54.05, "Charades mAP": 16.2},
+    "+PAA+contrastive": {"JHMDB-1": 71.08, "HMDB-1": 54.05, "Charades mAP": 16.2,
+                         "AVA frame-mAP": 14.1},
 }
+# Paper Table 5 (AVA v2.1 val, frame-mAP@0.5 %): the RGB detector alone and fused with JMRN.
+PAPER_AVA_FUSION = {"SlowFast-R101-NL": 28.06, "JMRN + SlowFast-R101-NL": 28.4}
+METRIC_COLUMNS = {"mAP": ("Charades mAP",), "frame_mAP": ("AVA frame-mAP",)}
 
 
 def paper_row(variant: dict) -> str | None:
@@ -86,7 +90,7 @@ def mean_std(values) -> str:
 
 
 METRIC_TITLES = {"mean_class_accuracy": "mean class accuracy", "top1": "top-1 accuracy",
-                 "top5": "top-5 accuracy", "mAP": "mAP"}
+                 "top5": "top-5 accuracy", "mAP": "mAP", "frame_mAP": "frame-mAP@0.5"}
 
 
 def aggregate_runs(long: pd.DataFrame, keys: list[str], value: str
@@ -135,7 +139,7 @@ def summary_table(long: pd.DataFrame, dataset: str,
 def ablation_table(long: pd.DataFrame, variants: dict[str, dict], metric: str) -> pd.DataFrame:
     """Per variant: its paper row (by definition), parameters, mean ± std over runs, and the
     paper's split-1 figures only where the row's definition matches."""
-    columns = ("Charades mAP",) if metric == "mAP" else ("JHMDB-1", "HMDB-1")
+    columns = METRIC_COLUMNS.get(metric, ("JHMDB-1", "HMDB-1"))
     rows = []
     for name, runs in long.groupby("variant", sort=False):
         row_name = paper_row(variants[name]) if name in variants else None
@@ -334,8 +338,12 @@ def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Seq
                 note="\nA paper figure is shown only beside a variant that matches the row's "
                      "definition (see README).\n")
     fusion_numeric, fusion_shown = fusion_table(fusion_metrics, metric)
+    fusion_note = runs_note
+    if metric == "frame_mAP":
+        fusion_note += "\nPaper Table 5 (AVA v2.1 val): " + ", ".join(
+            f"{k} {v}" for k, v in PAPER_AVA_FUSION.items()) + ".\n"
     write_table(fusion_numeric, out["fusion_csv"], out["fusion_md"],
-                f"{dataset}: late fusion, {title} on the test set", fusion_shown, runs_note)
+                f"{dataset}: late fusion, {title} on the test set", fusion_shown, fusion_note)
     plot_learning_curves(histories, history_labels, out["learning_curves"])
     plot_confusion(focus_logits, out["confusion"], f"{dataset}: confusion (first split and seed)")
     plot_joint_weights(joint_weights, classes, out["joint_weights"],

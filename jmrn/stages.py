@@ -27,7 +27,8 @@ def manifest(smk: Any) -> None:
 
     from jmrn.dag import write_missing_shard_videos
 
-    build_manifest(dict(smk.params.dataset), smk.output.manifest, threads=smk.threads)
+    build_manifest(dict(smk.params.dataset), smk.output.manifest, threads=smk.threads,
+                   out_truth=smk.output.get("truth"))
     write_missing_shard_videos(smk.output.manifest, smk.params.n_shards, smk.params.shard_table)
 
 
@@ -92,7 +93,8 @@ def fusion(smk: Any) -> None:
     fuse(smk.params.modalities, internal, dict(smk.params.external), int(smk.wildcards.split),
          smk.output.weights, smk.output.logits, smk.output.metrics,
          identity={"fusion": smk.wildcards.fusion, "split": int(smk.wildcards.split),
-                   "seed": int(smk.wildcards.seed)})
+                   "seed": int(smk.wildcards.seed)},
+         split_table=smk.input.get("videos"))
 
 
 def report(smk: Any) -> None:

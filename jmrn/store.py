@@ -59,6 +59,8 @@ class HeatmapShardWriter:
         self.end = 0  # frames written so far
         self.video_ids: list[str] = []
         self.ranges: dict[str, list[int]] = {}  # video id -> [start, length, crc32]
+        # video id -> "start:stop:step;..." of the source frames stored (only when not all are)
+        self.frame_numbers: dict[str, str] = {}
         self.failed: list[dict[str, str]] = []
         self.warnings: list[dict[str, str]] = []
         self.peak = 0  # the largest heatmap value of the last video added
@@ -121,6 +123,7 @@ def write_heatmap_shard(path: str | os.PathLike, attrs: dict[str, Any],
         writer.flush()
         group.attrs.update({**attrs, "video_ids": writer.video_ids, "failed": writer.failed,
                             "warnings": writer.warnings, "frame_ranges": writer.ranges,
+                            "frame_numbers": writer.frame_numbers,
                             "jmrn_version": __version__})
 
 
@@ -149,6 +152,25 @@ class HeatmapShard:
 
     def n_frames(self, video_id: str) -> int:
         return self._ranges[video_id][2]
+
+    def frame_numbers(self, video_id: str) -> np.ndarray:
+        """The source frame number of each stored frame of a video (all frames: 0..T-1)."""
+        from jmrn.video import parse_frame_ranges
+
+        numbers = parse_frame_ranges(self.attrs.get("frame_numbers", {}).get(video_id, ""))
+        n = self.n_frames(video_id)
+        return np.arange(n) if numbers is None else numbers[:n]
+
+    def read_frames(self, video_id: str, positions: slice) -> np.ndarray:
+        """Stored frames ``positions`` (a slice of 0..T-1) of a video, uint8 (B x J x H x W);
+        unchecked (the crc32 covers whole videos: ``iter_batches``)."""
+        arr, start, length, _ = self._ranges[video_id]
+        a, b, _ = positions.indices(length)
+        try:
+            return arr[start + a:start + max(a, b)]
+        except Exception as exc:
+            raise StoreError(f"{self.path}: heatmaps of video {video_id!r} cannot be read "
+                             f"({type(exc).__name__}: {exc}); rerun its pose shard") from exc
 
     def iter_batches(self, video_id: str, batch: int = FRAMES_PER_CHUNK) -> Iterator[np.ndarray]:
         """Yield uint8 frame batches (B x J x H x W); the bytes are checked against the crc32

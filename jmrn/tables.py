@@ -28,7 +28,7 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Load a manifest with ids and names kept as strings (never parsed as numbers)."""
     text = {c: str for c in ("video_id", "path", "label_name", "labels", "label_names",
-                             "keypoints", "group")}
+                             "keypoints", "group", "source", "clip_frames", "video")}
     return pd.read_csv(path, dtype=text, keep_default_na=False, encoding="utf-8")
 
 
@@ -146,7 +146,37 @@ def split_subset(manifest: pd.DataFrame, split: int, subset: str,
 
 # --- what a pose shard and a split's training depend on (content-addressed in the DAG) -------
 
-SHARD_COLUMNS = ("video_id", "path", "frames", "fps", "width", "height", "status", "keypoints")
+SHARD_COLUMNS = ("video_id", "path", "frames", "fps", "width", "height", "status", "keypoints",
+                 "clip_frames")
+
+
+def merge_frame_ranges(fields: list[str]) -> str:
+    """Union of "start:stop:step" ranges on one step grid, as few ranges as possible."""
+    spans = sorted(tuple(int(v) for v in f.split(":")) for f in fields if f)
+    merged: list[list[int]] = []
+    for start, stop, step in spans:
+        if merged and start <= merged[-1][1] and step == merged[-1][2]:
+            merged[-1][1] = max(merged[-1][1], stop)
+        else:
+            merged.append([start, stop, step])
+    return ";".join(f"{a}:{b}:{c}" for a, b, c in merged)
+
+
+def pose_rows(manifest: pd.DataFrame) -> pd.DataFrame:
+    """The rows pose extraction works on: the manifest itself, or, when its rows are person
+    instances of longer videos (``source``, AVA), one row per source video whose
+    ``clip_frames`` are the union of its usable instances' clips (each frame computed once)."""
+    if "source" not in manifest:
+        return manifest
+    rows = []
+    for source, group in manifest.groupby("source", sort=True):
+        ok = group[group["status"] == "ok"]
+        first = (ok if len(ok) else group).iloc[0]
+        rows.append({"video_id": source, "path": first["path"],
+                     **{c: first[c] for c in ("frames", "fps", "width", "height", "status")},
+                     "clip_frames": merge_frame_ranges(ok["clip_frames"].tolist())})
+    return pd.DataFrame(rows, columns=["video_id", "path", "frames", "fps", "width", "height",
+                                       "status", "clip_frames"])
 
 
 def table_digest(frame: pd.DataFrame) -> str:
@@ -156,6 +186,7 @@ def table_digest(frame: pd.DataFrame) -> str:
 
 def shard_tables(manifest: pd.DataFrame, n_shards: int) -> dict[int, pd.DataFrame]:
     """Per shard, the manifest columns its pose job reads (never labels or splits), in id order."""
+    manifest = pose_rows(manifest)
     columns = [c for c in SHARD_COLUMNS if c in manifest]
     ordered = manifest.sort_values("video_id", kind="stable")
     shard = ordered["video_id"].map(lambda v: shard_of(v, n_shards))
@@ -164,10 +195,21 @@ def shard_tables(manifest: pd.DataFrame, n_shards: int) -> dict[int, pd.DataFram
     return {s: groups.get(s, empty) for s in range(n_shards)}
 
 
-def split_table(manifest: pd.DataFrame, split: int, crc32: dict[str, int]) -> dict:
+BOX_COLUMNS = ("source", "timestamp", "x1", "y1", "x2", "y2")
+
+
+def ground_truth_path(manifest_csv: str | os.PathLike) -> str:
+    """The ground-truth boxes written beside a manifest of person boxes (AVA)."""
+    return os.path.join(os.path.dirname(os.fspath(manifest_csv)), "ground_truth.csv")
+
+
+def split_table(manifest: pd.DataFrame, split: int, crc32: dict[str, int],
+                truth: pd.DataFrame | None = None) -> dict:
     """What one split's training and export read: its usable videos in the PoTion store with
-    their subset, label(s), group and the crc32 of their PoTion map, and the class names. Its
-    hash changes exactly when a model of this split would come out different."""
+    their subset, label(s), group and the crc32 of their PoTion map, and the class names; for
+    person boxes (AVA) also each box and the ground truth of the split's keyframes (what
+    frame-mAP is computed against). Its hash changes exactly when a model of this split, or its
+    evaluation, would come out different."""
     column = f"split{split}"
     if column not in manifest:
         raise KeyError(f"split {split} is not in the manifest")
@@ -175,9 +217,14 @@ def split_table(manifest: pd.DataFrame, split: int, crc32: dict[str, int]) -> di
     rows = manifest[manifest[column].isin(["train", "test"]) & (manifest["status"] == "ok")
                     & manifest["video_id"].isin(crc32)]
     rows = rows.sort_values("video_id", kind="stable")
-    table = {c: rows[c].tolist() for c in ["video_id", *labels, "group", column] if c in rows}
+    table = {c: rows[c].tolist() for c in ["video_id", *labels, "group", column, *BOX_COLUMNS]
+             if c in rows}
     table["crc32"] = [int(crc32[v]) for v in rows["video_id"]]
-    return {"split": split, "classes": class_names(manifest), "videos": table}
+    result = {"split": split, "classes": class_names(manifest), "videos": table}
+    if truth is not None and "source" in rows:  # every keyframe's, detected or not
+        result["ground_truth"] = {c: truth[c].tolist() for c in
+                                  ("video", "timestamp", "x1", "y1", "x2", "y2", "class", "subset")}
+    return result
 
 
 def split_digest(table: dict) -> str:
@@ -196,7 +243,7 @@ def read_split_source(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]
         with open(path, encoding="utf-8") as fh:
             table = json.load(fh)
         rows = pd.DataFrame(table["videos"]).assign(status="ok")
-        for c in ("video_id", "labels", "label_names", "label_name", "group"):
+        for c in ("video_id", "labels", "label_names", "label_name", "group", "source"):
             if c in rows:
                 rows[c] = rows[c].astype(str)
         return rows, list(table["classes"])

@@ -54,16 +54,23 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return info
 
 
-def _read_batches(path: str, batch: int) -> Iterator[np.ndarray]:
+def _read_batches(path: str, batch: int, wanted: np.ndarray | None = None) -> Iterator[np.ndarray]:
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():
         raise VideoError("unreadable: OpenCV cannot open it")
     try:
         frames: list[np.ndarray] = []
-        while True:
+        index, at = -1, 0
+        while wanted is None or at < len(wanted):
+            index += 1
+            if wanted is not None and wanted[at] != index:
+                if not cap.grab():  # a skipped frame is not converted to an image
+                    break
+                continue
             ok, frame = cap.read()
             if not ok:
                 break
+            at += 1
             frames.append(frame)
             if len(frames) == batch:
                 yield np.stack(frames)
@@ -74,8 +81,10 @@ def _read_batches(path: str, batch: int) -> Iterator[np.ndarray]:
         cap.release()
 
 
-def iter_frame_batches(path: str | os.PathLike, batch: int = 16, prefetch: int = 4) -> Iterator[np.ndarray]:
-    """Yield BGR uint8 arrays (B, H, W, 3) in order, decoded ahead by a background thread.
+def iter_frame_batches(path: str | os.PathLike, batch: int = 16, prefetch: int = 4,
+                       frames: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Yield BGR uint8 arrays (B, H, W, 3) in order, decoded ahead by a background thread;
+    only the frame numbers in ``frames`` (sorted, unique) when given.
 
     Raises VideoError if the file yields no frame at all."""
     path = os.fspath(path)
@@ -85,7 +94,7 @@ def iter_frame_batches(path: str | os.PathLike, batch: int = 16, prefetch: int =
 
     def reader() -> None:
         try:
-            for item in _read_batches(path, batch):
+            for item in _read_batches(path, batch, frames):
                 while not stop.is_set():
                     try:
                         buffer.put(item, timeout=0.1)
@@ -115,4 +124,14 @@ def iter_frame_batches(path: str | os.PathLike, batch: int = 16, prefetch: int =
         thread.join(timeout=5)
     if n == 0:
         raise VideoError("no decodable frame")
+
+
+def parse_frame_ranges(field: str) -> np.ndarray | None:
+    """Frame numbers of a ``clip_frames`` field ("start:stop:step;..."), sorted and unique;
+    None for an empty field (every frame)."""
+    parts = [p for p in str(field or "").split(";") if p]
+    if not parts:
+        return None
+    ranges = [np.arange(*(int(v) for v in p.split(":"))) for p in parts]
+    return np.unique(np.concatenate(ranges))
 

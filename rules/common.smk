@@ -40,6 +40,10 @@ def run_file(name, **wildcards):
 
 
 MANIFEST = "results/{dataset}/manifest.csv"
+# Datasets of person boxes at keyframes (AVA) also write their ground-truth boxes (frame-mAP);
+# the file name is jmrn.tables.ground_truth_path's.
+PERSON_BOXES = config["dataset"]["adapter"] == "ava"
+GROUND_TRUTH = "results/{dataset}/ground_truth.csv"
 SHARD_TABLE = "results/{dataset}/shards/{shard}.{digest}.csv"
 POTION = "results/{dataset}/potion.zarr"
 
@@ -133,6 +137,8 @@ def fusion_inputs(wildcards):
         ),
         "external": [],
     }
+    if PERSON_BOXES:  # frame-mAP needs the boxes and the ground truth
+        files["videos"] = split_videos_file(wildcards)
     for name in FUSIONS[wildcards.fusion]:
         if name in EXTERNAL:
             files["external"] += [

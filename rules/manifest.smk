@@ -26,6 +26,7 @@ checkpoint manifest:
         unpack(manifest_inputs),
     output:
         manifest=MANIFEST,
+        **({"truth": GROUND_TRUTH} if PERSON_BOXES else {}),
     log:
         "results/{dataset}/logs/manifest.log",
     benchmark:

@@ -257,13 +257,19 @@ def render_video(path: Path, xy: np.ndarray, depth: np.ndarray, size: float,
             raise RuntimeError(f"OpenCV cannot write MJPG video to {tmp}")
         for f in range(n_frames):
             frame = background.copy()
-            for j in order[f]:
-                if visible[f, j]:
-                    cv2.circle(frame, (int(pts[f, j, 0]), int(pts[f, j, 1])), radius * 16,
-                               palette[j], -1, cv2.LINE_AA, 4)
+            draw_markers(frame, pts[f], visible[f], order[f], radius, palette)
             writer.write(frame)
         writer.release()
     return n_frames
+
+
+def draw_markers(frame: np.ndarray, pts: np.ndarray, visible: np.ndarray, order: np.ndarray,
+                 radius: int, palette: list[tuple[int, ...]]) -> None:
+    """Draw one figure's visible markers (pts: 18 x 2 in 1/16 pixels) far to near, in place."""
+    for j in order:
+        if visible[j]:
+            cv2.circle(frame, (int(pts[j, 0]), int(pts[j, 1])), radius * 16, palette[j], -1,
+                       cv2.LINE_AA, 4)
 
 
 def split_assignment(n_subjects: int, split: int) -> dict[int, int]:

@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 from tqdm import tqdm
 
-from jmrn.datasets import charades, custom, hmdb51, jhmdb, kinetics, skeleton
+from jmrn.datasets import ava, charades, custom, hmdb51, jhmdb, kinetics, skeleton
 from jmrn.datasets.files import holdout_splits
 from jmrn.datasets.report import DatasetError, DatasetProblems
 from jmrn.io import LogWriter
@@ -31,7 +31,9 @@ from jmrn.video import VideoError, probe
 log = logging.getLogger(__name__)
 
 FORMULA_STARTS = ("=", "+", "-", "@")
-ADAPTERS = ("demo", "hmdb51", "jhmdb", "charades", "kinetics_mimetics", "skeleton", "folder", "csv")
+ADAPTERS = ("demo", "hmdb51", "jhmdb", "charades", "kinetics_mimetics", "ava", "skeleton", "folder",
+            "csv")
+TRUTH_COLUMNS = ["video", "timestamp", "x1", "y1", "x2", "y2", "class", "subset"]
 
 
 def _load_rows(dataset: dict[str, Any], splits: list[int], problems: DatasetProblems) -> pd.DataFrame:
@@ -44,6 +46,8 @@ def _load_rows(dataset: dict[str, Any], splits: list[int], problems: DatasetProb
                           splits, problems)
     if adapter == "charades":
         return charades.load(dataset["video_root"], dataset["annotation_dir"], splits, problems)
+    if adapter == "ava":
+        return ava.load(dataset, splits, problems)
     if adapter == "kinetics_mimetics":
         return kinetics.load(dataset["train_source"], dataset["test_source"], splits, problems)
     if adapter == "skeleton":
@@ -63,6 +67,7 @@ DEFAULT_GROUP_PATTERNS = {
     "hmdb51": r"^(.*)_\d+$",
     "jhmdb": r"^(.*)_\d+$",
     "kinetics_mimetics": r"^(.*)_\d{6}_\d{6}$",
+    "ava": r"^(.*)@\d+#\d+$",  # a person box of a keyframe: grouped by its video
 }
 
 
@@ -159,8 +164,10 @@ def check_classes(manifest: pd.DataFrame, splits: list[int], classes: list[str])
                                f"training video, e.g. {orphans[:3]}")
 
 
-def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads: int = 1) -> pd.DataFrame:
-    """Build and write ``manifest.csv`` for the configured dataset.
+def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads: int = 1,
+                   out_truth: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Build and write ``manifest.csv`` for the configured dataset, and for datasets of person
+    boxes (AVA) their ground-truth boxes to ``out_truth`` (what frame-mAP is computed against).
 
     Problems (missing files, bad lines, unknown classes, duplicates, videos in no split) are
     logged as counts with examples and recorded (unusable rows keep a ``status``), or stop the
@@ -171,6 +178,7 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
     if rows.empty:
         raise DatasetError(f"the {dataset['adapter']} adapter found no videos; check the dataset paths")
     adapter_classes = rows.attrs.get("classes")
+    truth = rows.attrs.get("ground_truth")
     rows = _drop_duplicate_ids(rows, problems).reset_index(drop=True)
     rows = _assign_splits(rows, splits, float(dataset.get("test_fraction", 0.3)), problems)
     problems.settle(dataset.get("on_problem", "warn"))
@@ -187,6 +195,7 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
         extra = ["keypoints"]
         absent = ~manifest["keypoints"].map(lambda p: bool(p) and os.path.isfile(p))
         manifest.loc[absent & (manifest["status"] == "ok"), "status"] = "missing keypoints file"
+    extra += [c for c in ava.INSTANCE_COLUMNS if c in manifest]
     pattern = dataset.get("group_pattern") or DEFAULT_GROUP_PATTERNS.get(dataset["adapter"])
     manifest["group"] = video_groups(manifest["video_id"], pattern)
     columns = ["video_id", "path", *label_columns, *[f"split{k}" for k in splits],
@@ -198,4 +207,7 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
     for _, row in bad.head(10).iterrows():
         log.warning("unusable video %s: %s", row["path"], row["status"])
     write_csv(manifest, out_csv)
+    if out_truth is not None:
+        write_csv(truth[TRUTH_COLUMNS] if truth is not None else pd.DataFrame(columns=TRUTH_COLUMNS),
+                  out_truth)
     return manifest

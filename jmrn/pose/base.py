@@ -55,6 +55,14 @@ def make_backend(name: str, height: int, width: int, options: Mapping[str, Any] 
     return backend_cls(height=height, width=width, **dict(options or {}))
 
 
+def wanted_frames(video: Mapping[str, Any]) -> np.ndarray | None:
+    """The frame numbers a row asks for (``clip_frames``, e.g. AVA's keyframe clips); None
+    means every frame."""
+    from jmrn.video import parse_frame_ranges
+
+    return parse_frame_ranges(video.get("clip_frames", ""))
+
+
 def to_uint8(maps: np.ndarray) -> np.ndarray:
     """Float heatmaps in [0, 1] to the stored uint8 scale (rounded half to even, clipped)."""
     return np.clip(np.rint(maps * 255.0), 0, 255).astype(np.uint8)

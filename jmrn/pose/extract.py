@@ -10,10 +10,10 @@ from tqdm import tqdm
 from jmrn.config import fingerprint
 from jmrn.datasets.report import DatasetError
 from jmrn.io import LogWriter
-from jmrn.pose.base import make_backend
+from jmrn.pose.base import make_backend, wanted_frames
 from jmrn.pose.skeleton import JOINTS
 from jmrn.store import write_heatmap_shard
-from jmrn.tables import read_manifest, shard_of
+from jmrn.tables import pose_rows, read_manifest, shard_of
 from jmrn.video import VideoError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ def extract_shard(manifest_csv: str | os.PathLike, shard: int, n_shards: int,
     that decodes short or whose heatmaps are all zero is stored and recorded in ``warnings``
     (``on_bad_video: skip``). With ``fail`` either stops the job on one line. Storage errors
     are never taken for bad videos: they propagate and no shard is committed."""
-    manifest = read_manifest(manifest_csv)
+    manifest = pose_rows(read_manifest(manifest_csv))
     usable = manifest[manifest["status"] == "ok"]
     rows = usable[usable["video_id"].map(lambda v: shard_of(v, n_shards)) == shard]
     backend = make_backend(pose["backend"], pose["height"], pose["width"],
@@ -71,7 +71,11 @@ def extract_shard(manifest_csv: str | os.PathLike, shard: int, n_shards: int,
                 shard_writer.fail(row["video_id"], f"{type(exc).__name__}: {exc}")
                 continue
             frames += decoded
-            announced = int(row["frames"]) if backend.decodes_video else 0
+            wanted = wanted_frames(row)
+            announced = (int(row["frames"]) if wanted is None else len(wanted)) \
+                if backend.decodes_video else 0
+            if wanted is not None:  # which frames the stored ones are (AVA's keyframe clips)
+                shard_writer.frame_numbers[row["video_id"]] = row["clip_frames"]
             warning = content_warning(decoded, announced, shard_writer.peak)
             if warning:
                 if fail_fast:

@@ -13,7 +13,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from jmrn.pose.base import PoseBackend, letterbox_geometry, to_uint8
+from jmrn.pose.base import PoseBackend, letterbox_geometry, to_uint8, wanted_frames
 from jmrn.pose.skeleton import NUM_JOINTS
 from jmrn.video import iter_frame_batches
 
@@ -48,7 +48,8 @@ class MarkersBackend(PoseBackend):
                 "min_saturation": self.min_saturation, "min_value": self.min_value}
 
     def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
-        for frames in iter_frame_batches(video["path"], self.batch_size):
+        for frames in iter_frame_batches(video["path"], self.batch_size,
+                                         frames=wanted_frames(video)):
             yield to_uint8(self.frames_to_heatmaps(frames))
 
     def labels(self, frames: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from jmrn.datasets.report import DatasetError
 from jmrn.device import resolve_device
-from jmrn.pose.base import PoseBackend, letterbox_geometry
+from jmrn.pose.base import PoseBackend, letterbox_geometry, wanted_frames
 from jmrn.pose.skeleton import COCO17, JOINTS
 from jmrn.video import iter_frame_batches
 
@@ -159,7 +159,8 @@ class OpenPifPafBackend(PoseBackend):
         batch is in flight: the next one is computed while the previous one is copied back
         (pinned buffer, non-blocking copy) and written by the caller."""
         in_flight = None
-        for frames in iter_frame_batches(video["path"], self.batch_size):
+        for frames in iter_frame_batches(video["path"], self.batch_size,
+                                         frames=wanted_frames(video)):
             launched = self._launch(frames)
             if in_flight is not None:
                 yield self._collect(in_flight)

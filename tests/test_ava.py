@@ -1,0 +1,139 @@
+"""AVA: the adapter on AVA's published formats, per-person PoTion with context channels, and
+the whole DAG on a generated AVA-format set (frame-mAP checked against a hand computation)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from jmrn.datasets import ava, ava_demo
+from jmrn.datasets.report import DatasetProblems
+from jmrn.frame_map import frame_map
+from jmrn.person_potion import box_in_heatmap, crop_resample, resample_matrix
+from jmrn.tables import merge_frame_ranges, pose_rows
+from jmrn.video import parse_frame_ranges
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fixture(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ava")
+    return ava_demo.generate(root, train_videos=8, val_videos=4, seconds=5, keyframes=(2, 3))
+
+
+def dataset_config(paths, **extra):
+    return {"name": "ava", "adapter": "ava", "video_root": str(paths["video_root"]),
+            "annotation_dir": str(paths["annotation_dir"]), "proposals": str(paths["proposals"]),
+            "proposal_min_score": 0.8, "version": "2.1", "window_s": 1.0, "sample_fps": 12.5,
+            "splits": [1], **extra}
+
+
+def test_action_list_and_box_files(tmp_path):
+    (tmp_path / "list.pbtxt").write_text('item {\n  name: "bend/bow (at the waist)"\n  id: 1\n}\n'
+                                         'item {\n  name: "talk to (e.g., self, a person)"\n  id: 79\n}\n')
+    assert ava.read_action_list(tmp_path / "list.pbtxt") == {1: "bend/bow (at the waist)",
+                                                             79: "talk to (e.g., self, a person)"}
+    (tmp_path / "b.csv").write_text("-5KQ66BBWC4,0902,0.077,0.151,0.283,0.811,80,1\n"
+                                    "-5KQ66BBWC4,0902,0.5,0.1,0.4,0.9,12,2\n"  # x2 < x1
+                                    "-5KQ66BBWC4,0903,0.1,0.1,0.2,x,12,2\n")
+    problems = DatasetProblems()
+    boxes = ava.read_boxes(tmp_path / "b.csv", ava.ANNOTATION_COLUMNS, problems)
+    assert len(boxes) == 1 and boxes.loc[0, "video"] == "-5KQ66BBWC4" and boxes.loc[0, "timestamp"] == 902
+    assert len(problems.items["bad box line (skipped)"]) == 2
+
+
+def test_clip_frames_share_one_grid():
+    assert ava.clip_frames(902, 30.0, 1.0, 10, 60000) == "27030:27091:3"
+    assert ava.clip_frames(903, 30.0, 1.0, 10, 60000) == "27060:27121:3"
+    merged = merge_frame_ranges(["27060:27121:3", "27030:27091:3", "30000:30061:3"])
+    assert merged == "27030:27121:3;30000:30061:3"
+    frames = parse_frame_ranges(merged)
+    assert (frames % 3 == 0).all() and frames[0] == 27030 and len(np.unique(frames)) == len(frames)
+    assert ava.clip_frames(10, 25.0, 1.0, 10, 100) == ""  # the keyframe is past the video's end
+
+
+def test_manifest_rows_are_person_instances(fixture, tmp_path):
+    from jmrn.datasets.manifest import build_manifest
+
+    manifest = build_manifest(dataset_config(fixture), tmp_path / "m.csv", out_truth=tmp_path / "gt.csv")
+    truth = pd.read_csv(tmp_path / "gt.csv", keep_default_na=False)
+    train, test = manifest[manifest["split1"] == "train"], manifest[manifest["split1"] == "test"]
+    # training instances are the ground-truth boxes; unlisted action 80 is not a class
+    assert len(train) == len(truth[truth["subset"] == "train"])
+    assert set(truth["class"]) <= set(range(len(ava_demo.ACTIONS)))
+    # test instances are the proposals above 0.8 minus the excluded keyframe
+    props = pd.read_csv(fixture["proposals"], header=None)
+    excluded = pd.read_csv(fixture["annotation_dir"] / "ava_val_excluded_timestamps_v2.1.csv", header=None)
+    kept = props[(props[7] >= 0.8) & ~(props[0].eq(excluded.iloc[0, 0]) & props[1].eq(excluded.iloc[0, 1]))]
+    assert len(test) == len(kept)
+    assert (manifest["group"] == manifest["source"]).all()  # validation holds out whole videos
+    # the spurious proposals match no ground truth: they carry no label
+    assert (test["labels"] == "").sum() >= 1 and (test["labels"] != "").sum() >= len(test) // 2
+    sources = pose_rows(manifest)
+    assert len(sources) == manifest["source"].nunique()
+    assert all(";" not in c for c in sources["clip_frames"])  # keyframes 2, 3 s: one span
+
+
+def test_crop_resample_and_letterbox():
+    heat = np.zeros((1, 1, 8, 8), np.uint8)
+    heat[0, 0, 2:4, 4:6] = 255
+    rows, cols = resample_matrix(2, 4, 4, 8), resample_matrix(4, 6, 4, 8)
+    out = crop_resample(heat, rows, cols)
+    assert out.shape == (1, 1, 4, 4) and np.allclose(out[0, 0, 1:3, 1:3], 1.0)
+    # a box outside the map samples zeros, no wrap-around
+    assert crop_resample(heat, resample_matrix(-10, -2, 4, 8), cols).max() == 0
+    # letterbox: a 320 x 240 frame in a 60 x 80 map fills it; in 60 x 120 it is centred
+    assert box_in_heatmap((0, 0, 1, 1), (240, 320), (60, 80)) == (0, 0, 80, 60)
+    assert box_in_heatmap((0, 0, 1, 1), (240, 320), (60, 120)) == (20, 0, 100, 60)
+    assert box_in_heatmap((0.25, 0.25, 0.75, 0.75), (240, 320), (60, 80), 2.0) == (0, 0, 80, 60)
+
+
+def ava_config(paths) -> dict:
+    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    cfg["dataset"] = dataset_config(paths)
+    cfg["pose"].update(shards=2, height=48, width=64)
+    cfg["potion"]["person"] = {"height": 24, "width": 16, "context": True, "context_scale": 4.0}
+    cfg["train"].update(epochs=2, batch_size=8)
+    cfg["model"]["width"] = 0.125
+    cfg["report"] = {"focus_variant": "jmrn", "metric": "frame_mAP"}
+    cfg["fusion"] = {"potion+jmrn": ["potion", "jmrn"]}
+    return cfg
+
+
+@pytest.mark.slow
+def test_ava_dag_end_to_end(fixture, tmp_path):
+    from test_pipeline import snakemake
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(ava_config(fixture)))
+    snakemake(tmp_path, "all")
+    res = tmp_path / "results"
+    from jmrn.store import PotionStore
+
+    manifest = pd.read_csv(res / "ava" / "manifest.csv", keep_default_na=False)
+    store = PotionStore(res / "ava" / "potion.zarr")
+    assert store.shape == (18, 6, 24, 16) and len(store) == (manifest["status"] == "ok").sum()
+    maps = store.load(store.video_ids)
+    assert maps[:, :, :3].sum() > 0 and maps[:, :, 3:].sum() > 0  # person and context channels
+    # frame-mAP of the exported test logits, by hand: rank every proposal per class
+    logits = pd.read_csv(res / "ava" / "split1" / "jmrn" / "seed0" / "logits.csv", keep_default_na=False)
+    test = logits[logits["subset"] == "test"].merge(manifest, on="video_id")
+    classes = list(ava_demo.ACTIONS.values())
+    det = pd.concat([pd.DataFrame({"video": test["source"], "timestamp": test["timestamp"],
+                                   **{c: test[c] for c in ("x1", "y1", "x2", "y2")},
+                                   "class": k, "score": test[name]})
+                     for k, name in enumerate(classes)])
+    truth = pd.read_csv(res / "ava" / "ground_truth.csv", keep_default_na=False)
+    expected = frame_map(det, truth[truth["subset"] == "test"], len(classes))
+    metrics = json.loads((res / "ava" / "split1" / "jmrn" / "seed0" / "metrics.json").read_text())
+    assert metrics["frame_mAP"] == pytest.approx(expected)
+    fusion = json.loads((res / "ava" / "split1" / "fusion" / "potion+jmrn" / "seed0" / "metrics.json").read_text())
+    assert all("frame_mAP" in row for row in fusion["test"].values())
+    summary = (res.parent / "results" / "tables" / "summary.md").read_text()
+    assert "frame-mAP@0.5" in summary
+    assert "13.1" in (res / "tables" / "ava_ablation.md").read_text()  # beside PoTion
+    assert "28.4" in (res / "tables" / "ava_fusion.md").read_text()

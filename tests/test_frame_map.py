@@ -1,0 +1,82 @@
+"""Frame-mAP@0.5 (AVA's protocol) against hand-computed cases."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from jmrn.frame_map import box_iou, detections_from_scores, frame_average_precisions, frame_map, \
+    voc_average_precision
+
+
+def table(rows, score=True):
+    cols = ["video", "timestamp", "x1", "y1", "x2", "y2", "class"] + (["score"] if score else [])
+    return pd.DataFrame(rows, columns=cols)
+
+
+GT = table([("v", 902, 0.1, 0.1, 0.5, 0.9, 0), ("v", 902, 0.6, 0.1, 0.9, 0.9, 0),
+            ("v", 903, 0.1, 0.1, 0.5, 0.9, 1)], score=False)
+
+
+def test_perfect_detections_give_one():
+    det = GT.assign(score=[0.9, 0.8, 0.7])
+    assert frame_map(det, GT, 2) == 1.0
+
+
+def test_duplicate_detection_is_a_false_positive():
+    det = table([("v", 902, 0.1, 0.1, 0.5, 0.9, 0, 0.9), ("v", 902, 0.1, 0.1, 0.5, 0.9, 0, 0.8),
+                 ("v", 902, 0.6, 0.1, 0.9, 0.9, 0, 0.7)])
+    # ranks: TP, FP (same GT box again), TP -> precision 1, 1/2, 2/3 at recall 0.5, 0.5, 1.0;
+    # envelope: 1 up to recall 0.5, 2/3 up to 1.0 -> AP = 0.5 * 1 + 0.5 * 2/3
+    aps = frame_average_precisions(det, GT, 2)
+    assert aps[0] == pytest.approx(0.5 + 0.5 * 2 / 3)
+    assert np.isnan(frame_average_precisions(det, GT.iloc[:2], 2)[1])  # class 1: no GT left
+
+
+def iou_box(target_iou):
+    """A box whose IoU with (0, 0, 1, 1) is ``target_iou``: (0, 0, t, 1)."""
+    return (0.0, 0.0, target_iou, 1.0)
+
+
+@pytest.mark.parametrize("overlap, expected", [(0.49, 0.0), (0.51, 1.0), (0.5, 1.0)])
+def test_iou_threshold(overlap, expected):
+    gt = table([("v", 1, 0.0, 0.0, 1.0, 1.0, 0)], score=False)
+    det = table([("v", 1, *iou_box(overlap), 0, 0.5)])
+    assert box_iou(det[["x1", "y1", "x2", "y2"]].to_numpy(), np.array([0, 0, 1, 1.0]))[0] == \
+        pytest.approx(overlap)
+    assert frame_map(det, gt, 1) == expected
+
+
+def test_class_without_ground_truth_is_left_out_of_the_mean():
+    det = table([("v", 902, 0.1, 0.1, 0.5, 0.9, 0, 0.9), ("v", 902, 0.1, 0.1, 0.5, 0.9, 2, 0.9)])
+    gt = GT.iloc[:1]
+    aps = frame_average_precisions(det, gt, 3)
+    assert aps[0] == 1.0 and np.isnan(aps[1]) and np.isnan(aps[2])
+    assert frame_map(det, gt, 3) == 1.0  # class 2's detection is not a penalty: no GT for it
+
+
+def test_ranking_and_other_keyframes():
+    # class 0: a wrong keyframe ranked first (FP), then the two true boxes -> precisions
+    # 0, 1/2, 2/3 at recalls 0, 0.5, 1 -> envelope 2/3 everywhere -> AP 2/3
+    det = table([("v", 903, 0.1, 0.1, 0.5, 0.9, 0, 0.99), ("v", 902, 0.1, 0.1, 0.5, 0.9, 0, 0.9),
+                 ("v", 902, 0.6, 0.1, 0.9, 0.9, 0, 0.8)])
+    assert frame_average_precisions(det, GT, [0])[0] == pytest.approx(2 / 3)
+    # a missed GT box caps recall: one of two found first -> AP 0.5
+    assert frame_average_precisions(det.iloc[1:2], GT, [0])[0] == pytest.approx(0.5)
+
+
+def test_excluded_keyframes_are_dropped_from_both():
+    det = table([("v", 902, 0.1, 0.1, 0.5, 0.9, 0, 0.9)])
+    assert frame_map(det, GT, [0]) == pytest.approx(0.5)
+    assert frame_map(det, GT[GT["timestamp"] == 902].iloc[:1], [0]) == 1.0
+    gt = pd.concat([GT.iloc[:1], table([("w", 5, 0, 0, 1, 1, 0)], score=False)])
+    assert frame_map(det, gt, [0]) == pytest.approx(0.5)
+    assert frame_map(det, gt, [0], excluded={("w", 5)}) == 1.0
+
+
+def test_voc_ap_and_long_layout():
+    assert voc_average_precision(np.array([True, False, True]), 4) == pytest.approx(0.25 + 0.25 * 2 / 3)
+    assert voc_average_precision(np.array([], bool), 3) == 0.0
+    boxes = GT.iloc[:2][["video", "timestamp", "x1", "y1", "x2", "y2"]]
+    long = detections_from_scores(boxes, np.array([[0.9, 0.1], [0.8, 0.2]]))
+    assert len(long) == 4 and long["class"].tolist() == [0, 1, 0, 1]
+    assert long["score"].tolist() == [0.9, 0.1, 0.8, 0.2]
+    assert frame_map(long, GT.iloc[:2], 2) == 1.0
