@@ -37,8 +37,8 @@ def build_potion_store(manifest_csv: str | os.PathLike, shard_paths: Sequence[st
         raise ValueError("no heatmap shards given")
     first = shards[0].attrs
     joints, height, width = len(first["joints"]), first["height"], first["width"]
-    channels, norm = int(potion["channels"]), potion["normalisation"]
-    extra = tuple(potion["extra_channels"])
+    channels, norm = int(potion["channels"]), potion.get("normalisation", "area")
+    extra = tuple(potion.get("extra_channels", ()))
     attrs = {"channels": channels, "map_channels": channels + len(extra),
              "normalisation": norm, "extra_channels": list(extra), "joints": first["joints"],
              "height": height, "width": width, "pose_backend": first["backend"],

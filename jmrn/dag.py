@@ -85,7 +85,7 @@ def _map_shape(potion_meta: tuple[str, int, int]) -> tuple[int, ...]:
 
 
 DATASET_SOURCES = ("video_root", "split_dir", "joint_root", "annotation_dir", "annotation",
-                   "label_names")
+                   "label_names", "proposals")
 
 
 def source_digest(dataset: dict[str, Any]) -> str:

@@ -145,11 +145,22 @@ def task_loss(fused: torch.Tensor, target: torch.Tensor, multilabel: bool) -> to
     return F.cross_entropy(fused, target)
 
 
-def read_external(spec: Mapping[str, str], subset: str, split: int) -> pd.DataFrame:
-    """One subset of an external stream as a table (video_id + class columns)."""
+def read_external(spec: Mapping[str, str], subset: str, split: int,
+                  boxes: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One subset of an external stream as a table (video_id + class columns); a detector's
+    per-box scores (``format: ava_detections``) are matched to our person ``boxes``."""
+    if subset not in spec:
+        raise ValueError(f"external stream has no {subset!r} entry (it has {sorted(spec)})")
     path = Path(spec[subset].format(split=split))
     if not path.is_file():
         raise FileNotFoundError(f"external logits file {path} does not exist")
+    if spec.get("format") == "ava_detections":
+        if boxes is None or "action_list" not in spec:
+            raise ValueError("format ava_detections needs a dataset of person boxes (adapter ava) "
+                             "and the stream's action_list")
+        from jmrn.ava_files import detection_logits
+
+        return detection_logits(path, spec["action_list"], boxes)
     if path.suffix == ".npy":
         ids_path = Path(spec[f"{subset}_ids"].format(split=split))
         ids = [line.strip() for line in ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -198,7 +209,8 @@ def align(reference: pd.DataFrame, table: pd.DataFrame, classes: list[str], name
 
 
 def load_modalities(names: Sequence[str], internal: Mapping[str, str],
-                    external: Mapping[str, Mapping[str, str]], split: int
+                    external: Mapping[str, Mapping[str, str]], split: int,
+                    boxes: pd.DataFrame | None = None
                     ) -> tuple[pd.DataFrame, np.ndarray, list[str], str]:
     """Reference rows (video_id, subset, label or labels), logits M x N x K, class names and
     the subset the fusion is fitted on ("val" when every stream has validation logits, else
@@ -223,7 +235,7 @@ def load_modalities(names: Sequence[str], internal: Mapping[str, str],
         if name in internal:
             table = read_video_table(internal[name])
         else:
-            table = pd.concat([checked_columns(read_external(external[name], s, split), classes,
+            table = pd.concat([checked_columns(read_external(external[name], s, split, boxes), classes,
                                                f"{name} ({s})").assign(subset=s)
                                for s in subsets], ignore_index=True)
         stacked.append(align(reference, table, classes, name))
@@ -237,7 +249,9 @@ def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[st
     evaluate each modality, score averaging and the learned fusion on the test rows.
     ``identity`` (fusion name, split, seed) is written into metrics.json and weights.json;
     with the ``split_table`` of person boxes (AVA) each row also gets frame-mAP@0.5."""
-    meta, logits, classes, fit_subset = load_modalities(names, internal, external, split)
+    keyframes = KeyframeEvaluator.from_split_table(split_table) if split_table else None
+    meta, logits, classes, fit_subset = load_modalities(
+        names, internal, external, split, keyframes.boxes if keyframes is not None else None)
     fit_rows = (meta["subset"] == fit_subset).to_numpy()
     test = (meta["subset"] == "test").to_numpy()
     y = label_targets(meta, len(classes))
@@ -253,7 +267,6 @@ def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[st
     rows = {name: evaluate(y[test], logits[m, test]) for m, name in enumerate(names)}
     rows["average"] = evaluate(y[test], probs[:, test].mean(axis=0))
     rows[learned] = evaluate(y[test], fused[test])
-    keyframes = KeyframeEvaluator.from_split_table(split_table) if split_table else None
     if keyframes is not None:
         test_ids = meta.loc[test, "video_id"].tolist()
         scored = {**{name: logits[m] for m, name in enumerate(names)},

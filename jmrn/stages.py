@@ -28,7 +28,7 @@ def manifest(smk: Any) -> None:
     from jmrn.dag import write_missing_shard_videos
 
     build_manifest(dict(smk.params.dataset), smk.output.manifest, threads=smk.threads,
-                   out_truth=smk.output.get("truth"))
+                   out_truth=getattr(smk.output, "truth", None))
     write_missing_shard_videos(smk.output.manifest, smk.params.n_shards, smk.params.shard_table)
 
 
@@ -94,7 +94,7 @@ def fusion(smk: Any) -> None:
          smk.output.weights, smk.output.logits, smk.output.metrics,
          identity={"fusion": smk.wildcards.fusion, "split": int(smk.wildcards.split),
                    "seed": int(smk.wildcards.seed)},
-         split_table=smk.input.get("videos"))
+         split_table=getattr(smk.input, "videos", None))
 
 
 def report(smk: Any) -> None:

@@ -54,6 +54,19 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return info
 
 
+def probe_fields(path: str | os.PathLike | None) -> dict:
+    """The manifest's probed columns of a video (frames, fps, width, height, status): zeros and
+    why it is unusable when it cannot be used."""
+    if path is None:
+        return {"frames": 0, "fps": 0.0, "width": 0, "height": 0, "status": "missing file"}
+    try:
+        info = probe(path)
+    except VideoError as exc:
+        return {"frames": 0, "fps": 0.0, "width": 0, "height": 0, "status": str(exc)}
+    return {"frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height,
+            "status": "ok"}
+
+
 def _read_batches(path: str, batch: int, wanted: np.ndarray | None = None) -> Iterator[np.ndarray]:
     cap = cv2.VideoCapture(path)
     if not cap.isOpened():

@@ -144,6 +144,6 @@ def fusion_inputs(wildcards):
             files["external"] += [
                 v.format(split=wildcards.split)
                 for k, v in EXTERNAL[name].items()
-                if k in ("train", "val", "test", "train_ids", "val_ids", "test_ids")
+                if k in ("train", "val", "test", "train_ids", "val_ids", "test_ids", "action_list")
             ]
     return files

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from jmrn import ava_files
 from jmrn.datasets import ava, ava_demo
 from jmrn.datasets.report import DatasetProblems
 from jmrn.frame_map import frame_map
@@ -36,13 +37,13 @@ def dataset_config(paths, **extra):
 def test_action_list_and_box_files(tmp_path):
     (tmp_path / "list.pbtxt").write_text('item {\n  name: "bend/bow (at the waist)"\n  id: 1\n}\n'
                                          'item {\n  name: "talk to (e.g., self, a person)"\n  id: 79\n}\n')
-    assert ava.read_action_list(tmp_path / "list.pbtxt") == {1: "bend/bow (at the waist)",
+    assert ava_files.read_action_list(tmp_path / "list.pbtxt") == {1: "bend/bow (at the waist)",
                                                              79: "talk to (e.g., self, a person)"}
     (tmp_path / "b.csv").write_text("-5KQ66BBWC4,0902,0.077,0.151,0.283,0.811,80,1\n"
                                     "-5KQ66BBWC4,0902,0.5,0.1,0.4,0.9,12,2\n"  # x2 < x1
                                     "-5KQ66BBWC4,0903,0.1,0.1,0.2,x,12,2\n")
     problems = DatasetProblems()
-    boxes = ava.read_boxes(tmp_path / "b.csv", ava.ANNOTATION_COLUMNS, problems)
+    boxes = ava_files.read_boxes(tmp_path / "b.csv", ava_files.ANNOTATION_COLUMNS, problems)
     assert len(boxes) == 1 and boxes.loc[0, "video"] == "-5KQ66BBWC4" and boxes.loc[0, "timestamp"] == 902
     assert len(problems.items["bad box line (skipped)"]) == 2
 
@@ -79,6 +80,29 @@ def test_manifest_rows_are_person_instances(fixture, tmp_path):
     assert all(";" not in c for c in sources["clip_frames"])  # keyframes 2, 3 s: one span
 
 
+def test_detector_scores_are_matched_to_our_boxes(fixture, tmp_path):
+    from jmrn.datasets.manifest import build_manifest
+
+    manifest = build_manifest(dataset_config(fixture), tmp_path / "m.csv")
+    test = manifest[manifest["split1"] == "test"].set_index("video_id")
+    boxes = test.rename(columns={"source": "video"})[["video", "timestamp", "x1", "y1", "x2", "y2"]]
+    action_list = next(fixture["annotation_dir"].glob("*.pbtxt"))
+    logits = ava_files.detection_logits(fixture["detections_val"], action_list, boxes)
+    assert sorted(logits["video_id"]) == sorted(test.index)  # every kept proposal is scored
+    assert list(logits.columns[1:]) == list(ava_demo.ACTIONS.values())
+    raw = pd.read_csv(fixture["detections_val"], header=None)
+    first = test.iloc[0]
+    at = raw[(raw[0] == first["source"]) & (raw[1] == first["timestamp"])
+             & np.isclose(raw[2], first["x1"]) & np.isclose(raw[3], first["y1"])]
+    p = at.set_index(6)[7]
+    row = logits.set_index("video_id").loc[test.index[0]]
+    for action_id, name in ava_demo.ACTIONS.items():
+        assert row[name] == pytest.approx(np.log(p[action_id] / (1 - p[action_id])), abs=1e-6)
+    # boxes that no detection overlaps get no row
+    moved = boxes.assign(x1=boxes["x1"] * 0 + 0.9, x2=boxes["x2"] * 0 + 0.99)
+    assert ava_files.detection_logits(fixture["detections_val"], action_list, moved).empty
+
+
 def test_crop_resample_and_letterbox():
     heat = np.zeros((1, 1, 8, 8), np.uint8)
     heat[0, 0, 2:4, 4:6] = 255
@@ -101,7 +125,10 @@ def ava_config(paths) -> dict:
     cfg["train"].update(epochs=2, batch_size=8)
     cfg["model"]["width"] = 0.125
     cfg["report"] = {"focus_variant": "jmrn", "metric": "frame_mAP"}
-    cfg["fusion"] = {"potion+jmrn": ["potion", "jmrn"]}
+    cfg["external_logits"] = {"rgb": {
+        "format": "ava_detections", "action_list": str(next(paths["annotation_dir"].glob("*.pbtxt"))),
+        "val": str(paths["detections_train"]), "test": str(paths["detections_val"])}}
+    cfg["fusion"] = {"potion+jmrn": ["potion", "jmrn"], "jmrn+rgb": ["jmrn", "rgb"]}
     return cfg
 
 
@@ -133,6 +160,9 @@ def test_ava_dag_end_to_end(fixture, tmp_path):
     assert metrics["frame_mAP"] == pytest.approx(expected)
     fusion = json.loads((res / "ava" / "split1" / "fusion" / "potion+jmrn" / "seed0" / "metrics.json").read_text())
     assert all("frame_mAP" in row for row in fusion["test"].values())
+    # the RGB detector's per-box scores (AVA result layout) fused on held-out (val) boxes
+    rgb = json.loads((res / "ava" / "split1" / "fusion" / "jmrn+rgb" / "seed0" / "metrics.json").read_text())
+    assert rgb["fit"]["subset"] == "val" and rgb["test"]["rgb"]["frame_mAP"] > 0.3
     summary = (res.parent / "results" / "tables" / "summary.md").read_text()
     assert "frame-mAP@0.5" in summary
     assert "13.1" in (res / "tables" / "ava_ablation.md").read_text()  # beside PoTion

@@ -19,7 +19,6 @@ clip of ``dataset.window_s`` seconds either side of its keyframe, sampled at
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,13 +26,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from jmrn.ava_files import (ANNOTATION_COLUMNS, PROPOSAL_COLUMNS, read_action_list, read_boxes,
+                            read_excluded)
 from jmrn.datasets.files import require_dir, require_file
 from jmrn.datasets.report import DatasetError, DatasetProblems
 from jmrn.frame_map import BOX, box_iou
-from jmrn.video import VideoError, probe
+from jmrn.video import probe_fields
 
 VIDEO_SUFFIXES = (".mkv", ".mp4", ".webm")
-ANNOTATION_COLUMNS = ["video", "timestamp", *BOX, "action", "person"]
 INSTANCE_COLUMNS = ("source", "timestamp", *BOX, "score", "clip_frames")
 MATCH_IOU = 0.5
 
@@ -41,53 +41,6 @@ MATCH_IOU = 0.5
 def instance_id(video: str, timestamp: int, k: int) -> str:
     """``<video>@<timestamp>#<k>``: the k-th box of a keyframe (boxes in coordinate order)."""
     return f"{video}@{timestamp:04d}#{k:02d}"
-
-
-def read_action_list(path: Path) -> dict[int, str]:
-    """Action id -> name, in id order, from AVA's ``item { name: "..." id: N }`` list."""
-    text = path.read_text(encoding="utf-8")
-    items = re.findall(r"item\s*\{(.*?)\}", text, flags=re.S)
-    actions = {}
-    for body in items:
-        name = re.search(r'name:\s*"([^"]*)"', body)
-        ident = re.search(r"(?:label_)?id:\s*(\d+)", body)
-        if not name or not ident:
-            raise DatasetError(f"{path}: an item without name or id: {body.strip()[:80]!r}")
-        actions[int(ident.group(1))] = name.group(1)
-    if not actions:
-        raise DatasetError(f"{path}: no 'item {{ name: ... id: ... }}' entries")
-    return dict(sorted(actions.items()))
-
-
-def read_boxes(path: Path, columns: list[str], problems: DatasetProblems) -> pd.DataFrame:
-    """An AVA box CSV (no header) with coordinates checked; bad lines are recorded and skipped.
-    A column named ``label`` is not read (the proposal files' class column)."""
-    table = pd.read_csv(path, header=None, dtype=str, keep_default_na=False, encoding="utf-8")
-    if table.shape[1] < len(columns):
-        raise DatasetError(f"{path}: expected {len(columns)} columns ({', '.join(columns)}), "
-                           f"found {table.shape[1]}")
-    table = table.iloc[:, :len(columns)]
-    table.columns = columns
-    numeric = [c for c in columns if c not in ("video", "label")]
-    values = table[numeric].apply(pd.to_numeric, errors="coerce")
-    coords = values[BOX]
-    bad = values.isna().any(axis=1) | (coords < 0).any(axis=1) | (coords > 1).any(axis=1) \
-        | (values["x2"] <= values["x1"]) | (values["y2"] <= values["y1"])
-    for lineno in np.flatnonzero(bad.to_numpy())[:50]:
-        problems.add("bad box line (skipped)", f"{path.name}:{lineno + 1}")
-    for _ in range(max(0, int(bad.sum()) - 50)):
-        problems.add("bad box line (skipped)", "…")
-    out = pd.concat([table[["video"]], values], axis=1)[~bad].reset_index(drop=True)
-    out["timestamp"] = out["timestamp"].astype(int)
-    return out
-
-
-def read_excluded(path: Path | None) -> set[tuple[str, int]]:
-    """Keyframes AVA leaves out of training and evaluation."""
-    if path is None or not path.is_file():
-        return set()
-    table = pd.read_csv(path, header=None, dtype=str, keep_default_na=False)
-    return {(v.strip(), int(t)) for v, t in zip(table[0], table[1])}
 
 
 def find_video(root: Path, video: str) -> Path | None:
@@ -132,17 +85,6 @@ def assign_labels(detected: pd.DataFrame, truth: pd.DataFrame) -> list[list[str]
         best = int(overlaps.argmax())
         out.append(list(names[best]) if overlaps[best] >= MATCH_IOU else [])
     return out
-
-
-def _probe(path: Path | None) -> dict:
-    if path is None:
-        return {"frames": 0, "fps": 0.0, "width": 0, "height": 0, "status": "missing file"}
-    try:
-        info = probe(path)
-    except VideoError as exc:
-        return {"frames": 0, "fps": 0.0, "width": 0, "height": 0, "status": str(exc)}
-    return {"frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height,
-            "status": "ok"}
 
 
 def _instances(boxes: pd.DataFrame, subset: str, sources: dict[str, dict], window_s: float,
@@ -202,7 +144,7 @@ def load(dataset: dict, splits: Iterable[int], problems: DatasetProblems,
     gt_boxes = {s: unique_boxes(t, actions) for s, t in truth.items()}
     if dataset.get("proposals"):
         proposals = read_boxes(require_file(dataset["proposals"], "dataset.proposals"),
-                               ["video", "timestamp", *BOX, "label", "score"], problems)
+                               PROPOSAL_COLUMNS, problems)
         proposals = _drop_excluded(proposals[proposals["score"] >= dataset["proposal_min_score"]],
                                    excluded)
         proposals = proposals.drop_duplicates(["video", "timestamp", *BOX]).reset_index(drop=True)
@@ -212,7 +154,7 @@ def load(dataset: dict, splits: Iterable[int], problems: DatasetProblems,
     videos = sorted(set(gt_boxes["train"]["video"]) | set(test_boxes["video"]))
     paths = {v: find_video(root, v) for v in videos}
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        sources = dict(zip(videos, pool.map(_probe, [paths[v] for v in videos])))
+        sources = dict(zip(videos, pool.map(probe_fields, [paths[v] for v in videos])))
     for v in videos:
         sources[v]["path"] = str(paths[v] or root / f"{v}.mkv")
     window, rate = float(dataset["window_s"]), float(dataset["sample_fps"])

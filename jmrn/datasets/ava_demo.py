@@ -83,6 +83,7 @@ def generate(root: str | os.PathLike, train_videos: int = 16, val_videos: int = 
     action_ids = list(ACTIONS)
     boxes: dict[str, list] = {"train": [], "val": []}
     proposals = []
+    detected = {"train": [], "val": []}  # (box, true action or None) an RGB detector scores
     for subset, count in (("train", train_videos), ("val", val_videos)):
         for v in range(count):
             name = video_name(rng)
@@ -100,15 +101,23 @@ def generate(root: str | os.PathLike, train_videos: int = 16, val_videos: int = 
                 for person, (xy, action) in enumerate(zip(figures, actions)):
                     box = box_of(xy[ts * FPS])
                     boxes[subset].append((name, ts, *box, action, person))
+                    if subset == "train":
+                        detected["train"].append(((name, ts, *box), action))
                     if person == 0:  # AVA boxes carry several actions, some not evaluated
                         boxes[subset].append((name, ts, *box, UNLISTED_ACTION, person))
                     if subset == "val":
                         proposals.append((name, ts, *jitter(box, rng, 0.015), 1, rng.uniform(0.85, 1.0)))
+                        detected["val"].append(((name, ts, *proposals[-1][2:6]), action))
                         proposals.append((name, ts, *jitter(box, rng, 0.02), 1, rng.uniform(0.1, 0.5)))
                 if subset == "val" and rng.random() < 0.3:  # a spurious detection
                     x = rng.uniform(0, 0.7)
                     proposals.append((name, ts, x, 0.1, x + 0.25, 0.6, 1, rng.uniform(0.8, 0.95)))
-    paths = {"video_root": videos, "annotation_dir": ann, "proposals": ann / "ava_val_proposals.csv"}
+                    detected["val"].append(((name, ts, x, 0.1, x + 0.25, 0.6), None))
+    paths = {"video_root": videos, "annotation_dir": ann, "proposals": ann / "ava_val_proposals.csv",
+             "detections_train": root / "rgb_detections_train.csv",
+             "detections_val": root / "rgb_detections_val.csv"}
+    for subset, items in detected.items():
+        _write_csv(pd.DataFrame(detector_rows(items, rng)), paths[f"detections_{subset}"])
     for subset, rows in boxes.items():
         _write_csv(pd.DataFrame(rows), ann / f"ava_{subset}_v{version}.csv")
     _write_csv(pd.DataFrame(proposals), paths["proposals"])
@@ -118,6 +127,17 @@ def generate(root: str | os.PathLike, train_videos: int = 16, val_videos: int = 
     with atomic_path(ann / f"ava_action_list_v{version}_for_activitynet_2018.pbtxt") as tmp:
         tmp.write_text(items, encoding="utf-8")
     return paths
+
+
+def detector_rows(items: list, rng: np.random.Generator) -> list[tuple]:
+    """An informative, noisy RGB detector in AVA's result layout: one row per box and action
+    (video, timestamp, x1..y2, action id, probability)."""
+    rows = []
+    for box, action in items:
+        for action_id in ACTIONS:
+            z = (2.5 if action_id == action else -1.5) + rng.normal(0, 1.5)
+            rows.append((*box, action_id, 1 / (1 + np.exp(-z))))
+    return rows
 
 
 def _write_csv(frame: pd.DataFrame, path: Path) -> None:

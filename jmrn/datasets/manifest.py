@@ -26,7 +26,7 @@ from jmrn.io import LogWriter
 from jmrn.tables import (  # noqa: F401  (re-exported: the manifest's readers live there)
     LABEL_SEPARATOR, class_names, is_multilabel, label_table, label_targets, parse_labels,
     read_manifest, shard_of, split_subset, write_csv)
-from jmrn.video import VideoError, probe
+from jmrn.video import probe_fields
 
 log = logging.getLogger(__name__)
 
@@ -84,15 +84,6 @@ def video_groups(video_ids: pd.Series, pattern: str | None) -> list[str]:
         else:
             groups.append(match.group(1) if regex.groups else match.group(0))
     return groups
-
-
-def _probe_row(path: str) -> dict[str, Any]:
-    try:
-        info = probe(path)
-    except VideoError as exc:
-        return {"frames": 0, "fps": 0.0, "width": 0, "height": 0, "status": str(exc)}
-    return {"frames": info.frames, "fps": info.fps, "width": info.width, "height": info.height,
-            "status": "ok"}
 
 
 def _encode_labels(rows: pd.DataFrame, classes: list[str] | None
@@ -187,7 +178,7 @@ def build_manifest(dataset: dict[str, Any], out_csv: str | os.PathLike, threads:
         manifest = rows
     else:
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            probed = list(tqdm(pool.map(_probe_row, rows["path"]), total=len(rows), desc="probe",
+            probed = list(tqdm(pool.map(probe_fields, rows["path"]), total=len(rows), desc="probe",
                                file=LogWriter(log), mininterval=5.0))
         manifest = pd.concat([rows, pd.DataFrame(probed, index=rows.index)], axis=1)
     extra = []

@@ -1,9 +1,12 @@
-"""DAG size and planning time for an HMDB51-size run (6,766 videos, 3 splits, 7 variants).
+"""DAG size and planning time for an HMDB51-size run (6,766 videos, 3 splits, 7 variants), or
+for AVA v2.1 at full size (``--dataset ava``: 235 + 64 movies, 211 k training and 57 k val
+boxes, config/paper.yaml + config/ava.yaml).
 
-Writes a config and a fake manifest of 6,766 rows (paths need not exist for a dry run) in a
-temporary folder and times `snakemake -n all` there.
+Writes a config and a fake manifest (paths need not exist for a dry run) in a temporary folder,
+as the manifest job would leave it, and times `snakemake -n all` there.
 
     .venv/bin/python tests/benchmarks/bench_dag.py [--videos 6766] [--shards 100]
+    .venv/bin/python tests/benchmarks/bench_dag.py --dataset ava
 """
 from __future__ import annotations
 
@@ -28,7 +31,10 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=6766)
     parser.add_argument("--classes", type=int, default=51)
     parser.add_argument("--shards", type=int, default=100)
+    parser.add_argument("--dataset", choices=["hmdb51", "ava"], default="hmdb51")
     args = parser.parse_args()
+    if args.dataset == "ava":
+        return plan(*ava_run())
     work = Path(tempfile.mkdtemp(prefix="bench_dag_"))
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     cfg["dataset"] = {"name": "hmdb51", "adapter": "hmdb51", "video_root": "/data/hmdb51/videos",
@@ -47,6 +53,11 @@ def main() -> None:
     rows[["frames", "fps", "width", "height", "status"]] = [100, 30.0, 320, 240, "ok"]
     (work / "results" / "hmdb51").mkdir(parents=True)
     rows.to_csv(work / "results" / "hmdb51" / "manifest.csv", index=False)
+    plan(work, f"{args.videos} videos, {args.shards} shards, 3 splits, {len(VARIANTS)} variants")
+
+
+def plan(work: Path, what: str) -> None:
+    """Time `snakemake -n all` in ``work`` and print the job counts."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
            str(work), "-n", "--quiet", "rules", "all", "--configfile", str(work / "config.yaml")]
     t0 = time.perf_counter()
@@ -55,10 +66,53 @@ def main() -> None:
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-3000:])
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout + proc.stderr, flags=re.M))
-    print(f"{args.videos} videos, {args.shards} shards, 3 splits, {len(VARIANTS)} variants: "
-          f"`snakemake -n` took {elapsed:.1f} s (Python start-up included)")
+    print(f"{what}: `snakemake -n` took {elapsed:.1f} s (Python start-up included)")
     print("jobs: " + ", ".join(f"{k} {v}" for k, v in jobs.items()))
 
+
+
+def ava_run(train_videos: int = 235, val_videos: int = 64, train_boxes: int = 211_000,
+            val_boxes: int = 57_000) -> tuple[Path, str]:
+    """A folder with AVA v2.1's shape: config (paper.yaml + ava.yaml), the manifest of person
+    boxes (keyframes 902..1798 s, boxes spread over the movies) and its ground truth."""
+    import numpy as np
+
+    from jmrn.datasets.ava import clip_frames, instance_id
+
+    work = Path(tempfile.mkdtemp(prefix="bench_dag_ava_"))
+    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    for key, value in yaml.safe_load((REPO / "config" / "ava.yaml").read_text()).items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    cfg["dataset"].update(video_root=str(work / "videos"), annotation_dir=str(work / "annotations"))
+    cfg["dataset"].pop("proposals")
+    (work / "config.yaml").write_text(yaml.safe_dump(cfg))
+    rng = np.random.default_rng(0)
+    classes = [f"action {i}" for i in range(60)]
+    rows, truth = [], []
+    for subset, n_videos, n_boxes in (("train", train_videos, train_boxes), ("test", val_videos, val_boxes)):
+        videos = [f"{subset}{i:03d}_movie" for i in range(n_videos)]
+        keys = sorted({(int(v), int(t)) for v, t in zip(rng.integers(0, n_videos, n_boxes * 2),
+                                                           rng.integers(902, 1799, n_boxes * 2))})
+        keys = keys[:n_boxes]
+        count: dict[tuple, int] = {}
+        for v, t in keys:
+            k = count[(v, t)] = count.get((v, t), -1) + 1
+            label = int(rng.integers(60))
+            x1, y1 = rng.uniform(0, 0.6, 2)
+            rows.append({"video_id": instance_id(videos[v], t, k), "path": f"/data/ava/{videos[v]}.mkv",
+                         "labels": str(label), "label_names": classes[label], "split1": subset,
+                         "frames": 54000, "fps": 30.0, "width": 640, "height": 360, "status": "ok",
+                         "group": videos[v], "source": videos[v], "timestamp": t, "x1": x1, "y1": y1,
+                         "x2": x1 + 0.3, "y2": y1 + 0.4, "score": 1.0,
+                         "clip_frames": clip_frames(t, 30.0, 1.0, 10, 54000)})
+            truth.append({"video": videos[v], "timestamp": t, "x1": x1, "y1": y1, "x2": x1 + 0.3,
+                          "y2": y1 + 0.4, "class": label, "subset": subset})
+    (work / "results" / "ava").mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(work / "results" / "ava" / "manifest.csv", index=False)
+    pd.DataFrame(truth).to_csv(work / "results" / "ava" / "ground_truth.csv", index=False)
+    what = (f"AVA v2.1 shape: {train_videos} + {val_videos} movies, {len(rows):,} person boxes, "
+            f"{cfg['pose']['shards']} pose shards, {len(cfg['run_variants'])} variants")
+    return work, what
 
 if __name__ == "__main__":
     main()
