@@ -12,7 +12,7 @@ from tqdm import tqdm
 from jmrn.config import fingerprint
 from jmrn.tables import read_manifest, write_csv
 from jmrn.io import LogWriter
-from jmrn.person_potion import person_map_channels, plan_source, source_maps
+from jmrn.person_potion import person_map_channels, plan_source, planned_ids, source_maps
 from jmrn.potion import PotionAccumulator
 from jmrn.store import HeatmapShard, write_potion_store
 
@@ -83,10 +83,10 @@ def _person_maps(manifest: pd.DataFrame, owner: dict[str, HeatmapShard], potion:
                         "pose stage", "used": False} for v in rows["video_id"]]
             continue
         plans[source] = plan_source(owner[source], source, rows, potion)
-        planned = {i.video_id for i in plans[source]}
+        planned = set(planned_ids(plans[source]))
         failed += [{"video_id": v, "stage": "potion", "reason": "no frame of its clip was decoded",
                     "used": False} for v in rows["video_id"] if v not in planned]
-    ids = [i.video_id for plan in plans.values() for i in plan]
+    ids = [v for plan in plans.values() for v in planned_ids(plan)]
 
     def maps() -> Iterator:
         with tqdm(total=len(ids), desc="person potion", file=LogWriter(log), mininterval=5.0) as bar:

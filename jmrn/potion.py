@@ -167,6 +167,13 @@ def finalize(u: np.ndarray, weight_sums: np.ndarray, normalisation: str,
     return _with_extra(u, extra)
 
 
+def finalize_person(mean: np.ndarray, normalisation: str, extra: Sequence[str] = ()) -> np.ndarray:
+    """A weighted-mean PoTion map (J x C x H x W, ``area``; e.g. a cropped one) with the
+    configured normalisation and extra channels, as ``PotionAccumulator.result`` gives them."""
+    u = _max_normalise(mean) if normalisation == "max" else mean
+    return _with_extra(u.astype(np.float32, copy=False), extra)
+
+
 def potion(frames: Iterable[np.ndarray], n_frames: int, channels: int = 3,
            normalisation: str = "area", extra: Sequence[str] = ()) -> np.ndarray:
     """Aggregate an iterable of heatmap batches (each B x J x H x W) into one PoTion map."""

@@ -83,7 +83,13 @@ def job_resources(kind, data_mb=None):
     attempt, and with the data the job holds where `data_mb(wildcards)` says how much."""
 
     def mem_mb(wildcards, attempt):
-        extra = data_mb(wildcards) if data_mb else 0
+        try:
+            extra = data_mb(wildcards) if data_mb else 0
+        except IncompleteCheckpointException:
+            # Planned before the manifest / PoTion store exist (a dry run): the job is sized
+            # when it is created for real. (Snakemake 9.27 turns this exception, raised from a
+            # resource function, into a plain 0 that its dry-run printer cannot handle.)
+            extra = 0
         return job_resources_of.memory_mb(config, kind, attempt, extra)
 
     def runtime(wildcards, attempt):

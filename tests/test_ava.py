@@ -14,7 +14,7 @@ from jmrn import ava_files
 from jmrn.datasets import ava, ava_demo
 from jmrn.datasets.report import DatasetProblems
 from jmrn.frame_map import frame_map
-from jmrn.person_potion import box_in_heatmap, crop_resample, resample_matrix
+from jmrn.person_potion import BoxSampler, box_in_heatmap, resample_matrix
 from jmrn.tables import merge_frame_ranges, pose_rows
 from jmrn.video import parse_frame_ranges
 
@@ -103,18 +103,64 @@ def test_detector_scores_are_matched_to_our_boxes(fixture, tmp_path):
     assert ava_files.detection_logits(fixture["detections_val"], action_list, moved).empty
 
 
-def test_crop_resample_and_letterbox():
+def test_box_sampler_and_letterbox():
     heat = np.zeros((1, 1, 8, 8), np.uint8)
     heat[0, 0, 2:4, 4:6] = 255
-    rows, cols = resample_matrix(2, 4, 4, 8), resample_matrix(4, 6, 4, 8)
-    out = crop_resample(heat, rows, cols)
+    out = BoxSampler.for_box((4, 2, 6, 4), (4, 4), (8, 8))(heat)
     assert out.shape == (1, 1, 4, 4) and np.allclose(out[0, 0, 1:3, 1:3], 1.0)
-    # a box outside the map samples zeros, no wrap-around
-    assert crop_resample(heat, resample_matrix(-10, -2, 4, 8), cols).max() == 0
+    # the same as the full sampling matrices over the whole map (the sampler reads a window)
+    full = resample_matrix(2, 4, 4, 8) @ (heat[0, 0] / 255.0) @ resample_matrix(4, 6, 4, 8).T
+    assert np.allclose(out[0, 0], full, atol=1e-6)
+    # a box outside the map samples zeros, no wrap-around; a mask removes what it covers
+    assert BoxSampler.for_box((4, -10, 6, -2), (4, 4), (8, 8))(heat).max() == 0
+    assert BoxSampler.for_box((4, 2, 6, 4), (4, 4), (8, 8))(heat, np.zeros((8, 8), np.uint8)).max() == 0
     # letterbox: a 320 x 240 frame in a 60 x 80 map fills it; in 60 x 120 it is centred
     assert box_in_heatmap((0, 0, 1, 1), (240, 320), (60, 80)) == (0, 0, 80, 60)
     assert box_in_heatmap((0, 0, 1, 1), (240, 320), (60, 120)) == (20, 0, 100, 60)
     assert box_in_heatmap((0.25, 0.25, 0.75, 0.75), (240, 320), (60, 80), 2.0) == (0, 0, 80, 60)
+
+
+@pytest.mark.parametrize("normalisation, extra", [("area", []), ("max", ["intensity"])])
+def test_keyframe_potion_equals_cropping_every_frame(tmp_path, normalisation, extra):
+    """Cropping the keyframe's whole-frame PoTion gives each person's PoTion of cropped frames."""
+    from jmrn.person_potion import plan_source, planned_ids, source_maps
+    from jmrn.potion import PotionAccumulator
+    from jmrn.store import HeatmapShard, write_heatmap_shard
+
+    rng = np.random.default_rng(3)
+    shape, fps = (3, 20, 30), 10.0
+    rows = []
+    for ts in (1, 2, 3):
+        for k, (x1, x2) in enumerate(((0.05, 0.4), (0.5, 0.8), (0.3, 0.7))):
+            rows.append({"video_id": ava.instance_id("v", ts, k), "source": "v", "timestamp": ts,
+                         "x1": x1, "y1": 0.1 * k, "x2": x2, "y2": 0.9, "width": 300, "height": 200,
+                         "clip_frames": ava.clip_frames(ts, fps, 1.0, 5, 45)})
+    table = pd.DataFrame(rows)
+    clips = merge_frame_ranges(table["clip_frames"].tolist())
+    numbers = parse_frame_ranges(clips)
+    frames = rng.integers(0, 256, (len(numbers), *shape), dtype=np.uint8)
+    attrs = {"backend": "t", "height": shape[1], "width": shape[2], "joints": ["a", "b", "c"], "config_hash": "-"}
+    with write_heatmap_shard(tmp_path / "s.zarr", attrs, shape) as writer:
+        writer.add("v", iter([frames[:7], frames[7:]]), len(frames), shape)
+        writer.frame_numbers["v"] = clips
+    shard = HeatmapShard(tmp_path / "s.zarr")
+    potion = {"channels": 3, "normalisation": normalisation, "extra_channels": extra,
+              "person": {"height": 6, "width": 5, "context": True, "context_scale": 1.5}}
+    plan = plan_source(shard, "v", table, potion)
+    got = dict(zip(planned_ids(plan), source_maps(shard, "v", plan, potion)))
+    assert sorted(got) == sorted(table["video_id"])
+    for keyframe in plan:
+        clip = frames[keyframe.first:keyframe.stop]
+        for person in keyframe.people:
+            mask = np.zeros(shape[1:], np.uint8)  # uint8 frames stay uint8 (0..255)
+            for a, b, c, d in person.others:
+                mask[max(0, int(np.floor(b))):int(np.ceil(d)), max(0, int(np.floor(a))):int(np.ceil(c))] = 1
+            expected = []
+            for box, m in ((person.box, None), (person.context_box, mask)):
+                acc = PotionAccumulator(len(clip), 3, (3, 6, 5), normalisation, extra)
+                acc.update(BoxSampler.for_box(box, (6, 5), shape[1:])(clip, m))
+                expected.append(acc.result())
+            assert np.allclose(got[person.video_id], np.concatenate(expected, axis=1), atol=1e-5)
 
 
 def ava_config(paths) -> dict:

@@ -71,6 +71,15 @@ def plan(work: Path, what: str) -> None:
 
 
 
+def merge(base: dict, overlay: dict) -> None:
+    """Snakemake's rule for config files: nested mappings merge, other values replace."""
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = value
+
+
 def ava_run(train_videos: int = 235, val_videos: int = 64, train_boxes: int = 211_000,
             val_boxes: int = 57_000) -> tuple[Path, str]:
     """A folder with AVA v2.1's shape: config (paper.yaml + ava.yaml), the manifest of person
@@ -80,9 +89,9 @@ def ava_run(train_videos: int = 235, val_videos: int = 64, train_boxes: int = 21
     from jmrn.datasets.ava import clip_frames, instance_id
 
     work = Path(tempfile.mkdtemp(prefix="bench_dag_ava_"))
-    cfg = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
-    for key, value in yaml.safe_load((REPO / "config" / "ava.yaml").read_text()).items():
-        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    cfg: dict = {}
+    for name in ("config.yaml", "paper.yaml", "ava.yaml"):  # as --configfile merges them
+        merge(cfg, yaml.safe_load((REPO / "config" / name).read_text()))
     cfg["dataset"].update(video_root=str(work / "videos"), annotation_dir=str(work / "annotations"))
     cfg["dataset"].pop("proposals")
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
@@ -91,9 +100,8 @@ def ava_run(train_videos: int = 235, val_videos: int = 64, train_boxes: int = 21
     rows, truth = [], []
     for subset, n_videos, n_boxes in (("train", train_videos, train_boxes), ("test", val_videos, val_boxes)):
         videos = [f"{subset}{i:03d}_movie" for i in range(n_videos)]
-        keys = sorted({(int(v), int(t)) for v, t in zip(rng.integers(0, n_videos, n_boxes * 2),
-                                                           rng.integers(902, 1799, n_boxes * 2))})
-        keys = keys[:n_boxes]
+        keys = sorted(zip(rng.integers(0, n_videos, n_boxes).tolist(),
+                          rng.integers(902, 1799, n_boxes).tolist()))  # several boxes per keyframe
         count: dict[tuple, int] = {}
         for v, t in keys:
             k = count[(v, t)] = count.get((v, t), -1) + 1
