@@ -80,6 +80,37 @@ def test_manifest_rows_are_person_instances(fixture, tmp_path):
     assert all(";" not in c for c in sources["clip_frames"])  # keyframes 2, 3 s: one span
 
 
+def test_a_failed_video_fails_its_people_on_record(fixture, tmp_path):
+    """A video that cannot be opened, and one that breaks in the pose stage: every person box of
+    them is listed in failed.csv with the reason, none is silently missing."""
+    import shutil
+
+    from jmrn.aggregate import build_potion_store
+    from jmrn.datasets.manifest import build_manifest
+    from jmrn.pose.extract import extract_shard
+
+    videos = tmp_path / "videos"
+    shutil.copytree(fixture["video_root"], videos)
+    names = sorted(videos.iterdir())
+    names[0].write_bytes(b"")  # empty file: unusable from the manifest on
+    cfg = dataset_config(fixture, video_root=str(videos))
+    manifest = build_manifest(cfg, tmp_path / "m.csv")
+    names[1].write_bytes(names[1].read_bytes()[:200])  # cut after probing: fails in the pose stage
+    pose = {"backend": "markers", "height": 24, "width": 32, "on_bad_video": "skip", "shards": 1,
+            "options": {"markers": {"batch_size": 8}}}
+    extract_shard(tmp_path / "m.csv", 0, 1, pose, tmp_path / "h.zarr")
+    potion = {"channels": 3, "normalisation": "area", "extra_channels": [],
+              "person": {"height": 8, "width": 8, "context": False, "context_scale": 2.0}}
+    n = build_potion_store(tmp_path / "m.csv", [tmp_path / "h.zarr"], potion, tmp_path / "p.zarr",
+                           tmp_path / "failed.csv")
+    failed = pd.read_csv(tmp_path / "failed.csv", keep_default_na=False)
+    first, second = (manifest[manifest["source"] == p.stem]["video_id"] for p in names[:2])
+    assert set(first) <= set(failed.loc[failed["stage"] == "manifest", "video_id"])
+    lost = failed[failed["video_id"].isin(second)]
+    assert len(lost) == len(second) and lost["reason"].str.contains("failed in the pose stage").all()
+    assert n + len(first) + len(second) == len(manifest)
+
+
 def test_detector_scores_are_matched_to_our_boxes(fixture, tmp_path):
     from jmrn.datasets.manifest import build_manifest
 
