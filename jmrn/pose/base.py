@@ -18,6 +18,8 @@ BACKENDS: dict[str, str] = {
     "markers": "jmrn.pose.markers:MarkersBackend",
     "keypoints": "jmrn.pose.keypoints:KeypointsBackend",
     "openpifpaf": "jmrn.pose.openpifpaf_backend:OpenPifPafBackend",
+    "openpose": "jmrn.pose.pose_files:OpenPoseBackend",
+    "alphapose": "jmrn.pose.pose_files:AlphaPoseBackend",
 }
 
 
