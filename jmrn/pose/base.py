@@ -20,6 +20,7 @@ BACKENDS: dict[str, str] = {
     "openpifpaf": "jmrn.pose.openpifpaf_backend:OpenPifPafBackend",
     "openpose": "jmrn.pose.pose_files:OpenPoseBackend",
     "alphapose": "jmrn.pose.pose_files:AlphaPoseBackend",
+    "mediapipe": "jmrn.pose.mediapipe_backend:MediaPipeBackend",
 }
 
 
