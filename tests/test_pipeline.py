@@ -105,6 +105,14 @@ def test_deleting_one_model_rebuilds_only_its_dependents(finished_run: Path):
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_dry_run_before_anything_exists(tmp_path: Path):
+    """`bash run.sh demo -n` on a fresh checkout: train and export ask for their memory from a
+    PoTion store that does not exist yet (Snakemake 9.27 crashed printing such a job)."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(tmp_path)))
+    proc = snakemake(tmp_path, "-n", "all")
+    assert "demo_dataset" in proc.stdout and not (tmp_path / "results").exists()
+
+
 def test_bad_config_value_is_refused_before_running(tmp_path: Path):
     cfg = tiny_config(tmp_path)
     cfg["potion"]["channels"] = 9
