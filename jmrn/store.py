@@ -4,10 +4,11 @@ read is verified.
 Heatmap shard (one pose job's videos): one uint8 array ``frames`` (F x J x H x W, Blosc/zstd,
 ≈ 64 MB of frames per shard file) holding every video's frames one after the other; each
 video's frame range and the crc32 of its bytes, the video ids, per-video failures and
-warnings in the group attributes. PoTion store: ``potion`` (N x J x C x H x W float16, one chunk per
-video, ≈ 128 MB of maps per shard file), ``video_id`` (N strings) and ``crc32`` (N, of each
-video's float16 bytes). A missing
-chunk (which Zarr reads as zeros) or a damaged one fails with the video's id (``StoreError``).
+warnings in the group attributes, and which source frames were computed for videos of which
+only some are (AVA's keyframe clips: ``frame_numbers``). PoTion store: ``potion``
+(N x J x C x H x W float16, one chunk per video, ≈ 128 MB of maps per shard file),
+``video_id`` (N strings) and ``crc32`` (N, of each video's float16 bytes). A missing chunk
+(which Zarr reads as zeros) or a damaged one fails with the video's id (``StoreError``).
 """
 from __future__ import annotations
 
@@ -161,17 +162,6 @@ class HeatmapShard:
         n = self.n_frames(video_id)
         return np.arange(n) if numbers is None else numbers[:n]
 
-    def read_frames(self, video_id: str, positions: slice) -> np.ndarray:
-        """Stored frames ``positions`` (a slice of 0..T-1) of a video, uint8 (B x J x H x W);
-        unchecked (the crc32 covers whole videos: ``iter_batches``)."""
-        arr, start, length, _ = self._ranges[video_id]
-        a, b, _ = positions.indices(length)
-        try:
-            return arr[start + a:start + max(a, b)]
-        except Exception as exc:
-            raise StoreError(f"{self.path}: heatmaps of video {video_id!r} cannot be read "
-                             f"({type(exc).__name__}: {exc}); rerun its pose shard") from exc
-
     def iter_batches(self, video_id: str, batch: int = FRAMES_PER_CHUNK) -> Iterator[np.ndarray]:
         """Yield uint8 frame batches (B x J x H x W); the bytes are checked against the crc32
         stored for the video once it has been read entirely."""
@@ -264,6 +254,8 @@ class PotionStore:
     def _row_slices(self, rows: np.ndarray) -> list[slice]:
         """Sorted store rows as slices: one per run of consecutive rows, cut at shard-file
         boundaries so that each slice reads one shard file (a whole one in a single read)."""
+        if not len(rows):
+            return []
         per_file = (self.potion.shards or self.potion.chunks)[0]
         cuts = np.flatnonzero((np.diff(rows) != 1) | (rows[1:] // per_file != rows[:-1] // per_file))
         return [slice(int(run[0]), int(run[-1]) + 1) for run in np.split(rows, cuts + 1)]
