@@ -120,3 +120,51 @@ def test_pose_files_run_manifest_to_potion(tiny_demo: Path, tmp_path, tool):
     store = PotionStore(tmp_path / "p.zarr")
     assert len(store) == len(manifest) - 1 and store.shape == (18, 3, 24, 32)
     assert missing in (tmp_path / "failed.csv").read_text()
+
+
+def openpose_heatmap_frame(parts, channels: int, h: int = 46, w: int = 82) -> np.ndarray:
+    """C x h x w maps of a 320 x 240 frame at network size h x w (content 46 x 61, padded at
+    the right with junk that must not leak): a blob for each part at a position of its own."""
+    maps = np.zeros((channels, h, w), np.float32)
+    maps[:, :, 61:] = 0.9  # OpenPose's padding
+    for i in range(len(parts)):
+        maps[i, 5 + i, 3 + 2 * i] = 1.0
+    maps[len(parts):, 10:20, 10:20] = 0.7  # background and PAF channels
+    return maps
+
+
+@pytest.mark.parametrize("fmt", ["png", "float"])
+def test_openpose_heatmaps_are_resampled_into_our_frame(tmp_path, fmt):
+    import cv2
+
+    channels = len(BODY25) + 1 + 52 if fmt == "png" else len(BODY25) + 1
+    folder = tmp_path / "v"
+    folder.mkdir()
+    for t in range(3):
+        maps = openpose_heatmap_frame(BODY25, channels)
+        name = folder / f"v_{t:012d}_pose_heatmaps.{fmt}"
+        if fmt == "png":
+            cv2.imwrite(str(name), np.round(maps.transpose(1, 0, 2).reshape(46, -1) * 255).astype(np.uint8))
+        else:
+            np.concatenate([[3, *maps.shape], maps.ravel()]).astype(np.float32).tofile(name)
+    options = {"root": str(tmp_path), "layout": "body25", **({"channels": channels} if fmt == "png" else {})}
+    backend = make_backend("openpose_heatmaps", 24, 32, options)
+    maps = np.concatenate(list(backend.heatmaps({"video_id": "v", "width": 320, "height": 240})))
+    assert maps.shape == (3, 18, 24, 32)
+    scale = 46 / 240  # OpenPose's resize; ours is 0.1 (no letterbox offset at 4:3)
+    for j, name in enumerate(JOINTS):
+        if name not in BODY25:  # only the neck would be missing; BODY_25 has all 18
+            continue
+        i = BODY25.index(name)
+        y, x = (5 + i + 0.5) / scale * 0.1, (3 + 2 * i + 0.5) / scale * 0.1
+        peak = np.unravel_index(maps[0, j].argmax(), (24, 32))
+        assert maps[0, j].max() > 0 and abs(peak[0] + 0.5 - y) <= 1 and abs(peak[1] + 0.5 - x) <= 1, name
+    assert maps[:, :, :, 31].max() < 200  # the right padding did not leak into the last column
+    video = {"video_id": "v", "width": 320, "height": 240}
+    if fmt == "png":  # a wrong channel count is refused, not misread
+        with pytest.raises(ValueError, match="not 7 heatmaps side by side"):
+            next(make_backend("openpose_heatmaps", 24, 32, {**options, "channels": 7}).heatmaps(video))
+    else:  # a missing frame file is refused, not skipped
+        (folder / "v_000000000001_pose_heatmaps.float").unlink()
+        with pytest.raises(ValueError, match="not consecutive"):
+            next(backend.heatmaps(video))

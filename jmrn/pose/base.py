@@ -19,6 +19,7 @@ BACKENDS: dict[str, str] = {
     "keypoints": "jmrn.pose.keypoints:KeypointsBackend",
     "openpifpaf": "jmrn.pose.openpifpaf_backend:OpenPifPafBackend",
     "openpose": "jmrn.pose.pose_files:OpenPoseBackend",
+    "openpose_heatmaps": "jmrn.pose.pose_files:OpenPoseHeatmapsBackend",
     "alphapose": "jmrn.pose.pose_files:AlphaPoseBackend",
     "mediapipe": "jmrn.pose.mediapipe_backend:MediaPipeBackend",
 }
