@@ -4,6 +4,8 @@
 - mediapipe: the real 320 x 240 clip ../shared/data/real_clips/test.avi (one person)
 - markers: a generated demo video (320 x 240)
 - openpose / alphapose: generated files in their published formats, 2 people per frame
+- openpose_heatmaps: generated --write_heatmaps PNGs (BODY_25 parts + background + PAFs,
+  78 channels at 46 x 82 side by side)
 
     .venv/bin/python tests/benchmarks/bench_pose_sources.py [--frames 120]
 """
@@ -16,6 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from jmrn.pose.base import make_backend
@@ -43,6 +46,10 @@ def pose_files(root: Path, frames: int, rng: np.random.Generator) -> None:
                  for _ in range(2)]
     (root / "alphapose").mkdir()
     (root / "alphapose" / "v.json").write_text(json.dumps(dets))
+    (root / "openpose_heatmaps" / "v").mkdir(parents=True)
+    for t in range(frames):
+        image = rng.integers(0, 256, (46, 82 * 78), dtype=np.uint8)
+        cv2.imwrite(str(root / "openpose_heatmaps" / "v" / f"v_{t:012d}_pose_heatmaps.png"), image)
 
 
 def main() -> None:
@@ -66,6 +73,9 @@ def main() -> None:
             backend = make_backend(tool, *OUT, {"root": str(root / tool)})
             rows.append((tool, f"{tool} files, 2 people ({'BODY_25' if tool == 'openpose' else 'Halpe-26'})",
                          timed(backend, files_row)))
+        backend = make_backend("openpose_heatmaps", *OUT, {"root": str(root / "openpose_heatmaps"),
+                                                           "channels": 78})
+        rows.append(("openpose_heatmaps", "PNG, 78 channels of 46 x 82", timed(backend, files_row)))
         try:
             backend = make_backend("mediapipe", *OUT)
         except ImportError as exc:
@@ -74,9 +84,9 @@ def main() -> None:
             clip = probe(CLIP)
             video = {"path": str(CLIP), "clip_frames": f"0:{min(args.frames, clip.frames)}:1"}
             rows.append(("mediapipe", f"real clip {clip.width} x {clip.height}", timed(backend, video)))
-    print(f"{'backend':<12}{'input':<44}{'frames':>8}{'ms/frame':>10}")
+    print(f"{'backend':<19}{'input':<44}{'frames':>8}{'ms/frame':>10}")
     for name, what, (ms, n) in rows:
-        print(f"{name:<12}{what:<44}{n:>8}{ms:>10.2f}")
+        print(f"{name:<19}{what:<44}{n:>8}{ms:>10.2f}")
 
 
 if __name__ == "__main__":
