@@ -48,10 +48,8 @@ def read_boxes(path: Path, columns: list[str], problems: DatasetProblems) -> pd.
     coords = values[BOX]
     bad = values.isna().any(axis=1) | (coords < 0).any(axis=1) | (coords > 1).any(axis=1) \
         | (values["x2"] <= values["x1"]) | (values["y2"] <= values["y1"])
-    for lineno in np.flatnonzero(bad.to_numpy())[:50]:
-        problems.add("bad box line (skipped)", f"{path.name}:{lineno + 1}")
-    for _ in range(max(0, int(bad.sum()) - 50)):
-        problems.add("bad box line (skipped)", "…")
+    for lineno in np.flatnonzero(bad.to_numpy()) + 1:
+        problems.add("bad box line (skipped)", f"{path.name}:{lineno}")
     out = pd.concat([table[["video"]], values], axis=1)[~bad].reset_index(drop=True)
     out["timestamp"] = out["timestamp"].astype(int)
     return out

@@ -26,6 +26,11 @@ def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def at_keyframes(table: pd.DataFrame, keys: set[tuple[str, int]]) -> np.ndarray:
+    """Boolean mask of the rows of ``table`` (video, timestamp, ...) whose keyframe is in ``keys``."""
+    return np.fromiter((k in keys for k in zip(table["video"], table["timestamp"])), bool, len(table))
+
+
 def voc_average_precision(tp: np.ndarray, n_positives: int) -> float:
     """AP from true-positive flags in score order: area under the monotone precision envelope."""
     if n_positives == 0:
@@ -68,10 +73,8 @@ def frame_average_precisions(detections: pd.DataFrame, truth: pd.DataFrame,
     ``excluded`` are dropped from both."""
     classes = list(range(classes)) if isinstance(classes, int) else list(classes)
     if excluded:
-        def keep(t: pd.DataFrame) -> pd.DataFrame:
-            keys = pd.Series(list(zip(t["video"], t["timestamp"])), index=t.index, dtype=object)
-            return t[~keys.isin(excluded)]
-        detections, truth = keep(detections), keep(truth)
+        detections = detections[~at_keyframes(detections, excluded)]
+        truth = truth[~at_keyframes(truth, excluded)]
     truth = truth.drop_duplicates([*KEY, *BOX, "class"])
     by_class_det = dict(tuple(detections.groupby("class")))
     by_class_gt = dict(tuple(truth.groupby("class")))
@@ -132,7 +135,5 @@ class KeyframeEvaluator:
             truth = self.truth[self.truth["subset"] == "test"]
         else:
             keys = set(zip(boxes["video"], boxes["timestamp"]))
-            at_keyframes = np.array([k in keys for k in zip(self.truth["video"], self.truth["timestamp"])],
-                                    bool)
-            truth = self.truth[(self.truth["subset"] == "train").to_numpy() & at_keyframes]
+            truth = self.truth[(self.truth["subset"] == "train").to_numpy() & at_keyframes(self.truth, keys)]
         return frame_map(detections, truth, self.classes)

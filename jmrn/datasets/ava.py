@@ -4,7 +4,8 @@ Files as AVA publishes them, in ``dataset.annotation_dir``: ``ava_{train,val}_v<
 (no header: video_id, timestamp, x1, y1, x2, y2 normalised, action_id, person_id; one row per
 box and action), ``ava_action_list_v<version>*.pbtxt`` (the evaluated classes),
 ``ava_{train,val}_excluded_timestamps_v<version>.csv`` (video_id, timestamp). Videos are
-``<video_root>/<video_id>.{mkv,mp4,webm}``; timestamps are seconds from the video's start.
+``<video_id>.<ext>`` under ``video_root`` (mkv, mp4, webm, ...; found by ``index_videos``);
+timestamps are seconds from the video's start.
 
 Split 1 is AVA's: training instances are the ground-truth boxes of the train file; test
 instances are the detector's boxes (``dataset.proposals``: SlowFast's proposal CSV, the same
@@ -28,12 +29,11 @@ import pandas as pd
 
 from jmrn.ava_files import (ANNOTATION_COLUMNS, PROPOSAL_COLUMNS, read_action_list, read_boxes,
                             read_excluded)
-from jmrn.datasets.files import require_dir, require_file
+from jmrn.datasets.files import index_videos, require_dir, require_file
 from jmrn.datasets.report import DatasetError, DatasetProblems
-from jmrn.frame_map import BOX, box_iou
+from jmrn.frame_map import BOX, at_keyframes, box_iou
 from jmrn.video import probe_fields
 
-VIDEO_SUFFIXES = (".mkv", ".mp4", ".webm")
 INSTANCE_COLUMNS = ("source", "timestamp", *BOX, "score", "clip_frames")
 MATCH_IOU = 0.5
 
@@ -41,14 +41,6 @@ MATCH_IOU = 0.5
 def instance_id(video: str, timestamp: int, k: int) -> str:
     """``<video>@<timestamp>#<k>``: the k-th box of a keyframe (boxes in coordinate order)."""
     return f"{video}@{timestamp:04d}#{k:02d}"
-
-
-def find_video(root: Path, video: str) -> Path | None:
-    for suffix in VIDEO_SUFFIXES:
-        path = root / f"{video}{suffix}"
-        if path.is_file():
-            return path
-    return None
 
 
 def clip_frames(timestamp: float, fps: float, window_s: float, sample_fps: float,
@@ -106,9 +98,9 @@ def _instances(boxes: pd.DataFrame, subset: str, sources: dict[str, dict], windo
     return rows
 
 
-def _drop_excluded(frame: pd.DataFrame, excluded: set[tuple[str, int]]) -> pd.DataFrame:
-    keys = pd.Series(list(zip(frame["video"], frame["timestamp"])), index=frame.index, dtype=object)
-    return frame[~keys.isin(excluded)]
+def without_keyframes(frame: pd.DataFrame, keys: set[tuple[str, int]]) -> pd.DataFrame:
+    """The rows of ``frame`` whose keyframe is not in ``keys`` (AVA's excluded timestamps)."""
+    return frame[~at_keyframes(frame, keys)]
 
 
 def _files(ann: Path, version: str) -> dict[str, Path | None]:
@@ -135,7 +127,7 @@ def load(dataset: dict, splits: Iterable[int], problems: DatasetProblems,
     actions = read_action_list(files["actions"])
     classes = list(actions.values())
     excluded = read_excluded(files["excluded_train"]) | read_excluded(files["excluded_val"])
-    truth = {s: _drop_excluded(read_boxes(files[s], ANNOTATION_COLUMNS, problems), excluded)
+    truth = {s: without_keyframes(read_boxes(files[s], ANNOTATION_COLUMNS, problems), excluded)
              for s in ("train", "val")}
     unknown = {s: sorted(set(t["action"].astype(int)) - set(actions)) for s, t in truth.items()}
     for s, ids in unknown.items():
@@ -145,14 +137,15 @@ def load(dataset: dict, splits: Iterable[int], problems: DatasetProblems,
     if dataset.get("proposals"):
         proposals = read_boxes(require_file(dataset["proposals"], "dataset.proposals"),
                                PROPOSAL_COLUMNS, problems)
-        proposals = _drop_excluded(proposals[proposals["score"] >= dataset["proposal_min_score"]],
-                                   excluded)
+        proposals = without_keyframes(proposals[proposals["score"] >= dataset["proposal_min_score"]],
+                                      excluded)
         proposals = proposals.drop_duplicates(["video", "timestamp", *BOX]).reset_index(drop=True)
         test_boxes = proposals.assign(label_names=assign_labels(proposals, gt_boxes["val"]))
     else:
         test_boxes = gt_boxes["val"].assign(score=1.0)
     videos = sorted(set(gt_boxes["train"]["video"]) | set(test_boxes["video"]))
-    paths = {v: find_video(root, v) for v in videos}
+    found = index_videos(root, problems)
+    paths = {v: found.get(v) for v in videos}
     with ThreadPoolExecutor(max(1, threads)) as pool:
         sources = dict(zip(videos, pool.map(probe_fields, [paths[v] for v in videos])))
     for v in videos:
