@@ -80,6 +80,14 @@ def render_heatmaps(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
     return maps.max(axis=0)
 
 
+def render_batches(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
+                   out_hw: tuple[int, int], sigma: float, batch_size: int) -> Iterator[np.ndarray]:
+    """uint8 heatmap batches (B x V x H x W) of M x T x V keypoints in our layout."""
+    for start in range(0, kp.shape[1], batch_size):
+        sl = slice(start, start + batch_size)
+        yield to_uint8(render_heatmaps(kp[:, sl], score[:, sl], src_hw, out_hw, sigma))
+
+
 class KeypointsBackend(PoseBackend):
     """Renders heatmaps from keypoints instead of video frames.
 
@@ -121,7 +129,5 @@ class KeypointsBackend(PoseBackend):
     def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
         kp, score, src_hw = self.source(video)
         kp, score = convert_layout(kp, score, self.layout)
-        for start in range(0, kp.shape[1], self.batch_size):
-            sl = slice(start, start + self.batch_size)
-            yield to_uint8(render_heatmaps(kp[:, sl], score[:, sl], src_hw,
-                                           (self.height, self.width), self.sigma))
+        yield from render_batches(kp, score, src_hw, (self.height, self.width), self.sigma,
+                                  self.batch_size)

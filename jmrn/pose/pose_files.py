@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from jmrn.pose.base import PoseBackend, letterbox_geometry, to_uint8
-from jmrn.pose.keypoints import OPENPOSE18, KeypointsBackend, convert_layout
+from jmrn.pose.keypoints import OPENPOSE18, convert_layout, render_batches
 from jmrn.pose.skeleton import COCO17, JOINTS
 
 # OpenPose BODY_25: COCO-18's joints, the mid-hip and six foot points.
@@ -157,24 +157,29 @@ def read_alphapose(path: str | os.PathLike, n_frames: int) -> tuple[np.ndarray, 
     return kp, score, layout
 
 
-class _PoseFilesBackend(KeypointsBackend):
-    """Renders heatmaps from another tool's pose files, found under ``root`` by video id."""
+class _PoseFilesBackend(PoseBackend):
+    """Renders heatmaps from another tool's pose files, found under ``root`` by video id, in
+    the layout the files turn out to have."""
+
+    decodes_video = False
 
     def __init__(self, height: int, width: int, root: str, batch_size: int = 32,
                  sigma: float = 0.6) -> None:
-        super().__init__(height, width, batch_size, sigma, layout="jmrn18")
-        self.root = Path(root)
+        super().__init__(height, width, batch_size)
+        self.root, self.sigma = Path(root), sigma
 
     def attrs(self) -> dict[str, Any]:
-        return {**super().attrs(), "root": str(self.root)}
+        return {**super().attrs(), "sigma": self.sigma, "root": str(self.root)}
 
     def read(self, video: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+        """Keypoints (M x T x V x 2), confidences (M x T x V) and the files' joint layout."""
         raise NotImplementedError
 
-    def source(self, video: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    def heatmaps(self, video: Mapping[str, Any]) -> Iterator[np.ndarray]:
         kp, score, names = self.read(video)
         kp, score = convert_layout(kp, score, names)
-        return kp, score, (int(video["height"]), int(video["width"]))
+        yield from render_batches(kp, score, (int(video["height"]), int(video["width"])),
+                                  (self.height, self.width), self.sigma, self.batch_size)
 
 
 class OpenPoseBackend(_PoseFilesBackend):
