@@ -71,15 +71,6 @@ def plan(work: Path, what: str) -> None:
 
 
 
-def merge(base: dict, overlay: dict) -> None:
-    """Snakemake's rule for config files: nested mappings merge, other values replace."""
-    for key, value in overlay.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-
-
 def ava_run(train_videos: int = 235, val_videos: int = 64, train_boxes: int = 211_000,
             val_boxes: int = 57_000) -> tuple[Path, str]:
     """A folder with AVA v2.1's shape: config (paper.yaml + ava.yaml), the manifest of person
@@ -89,9 +80,11 @@ def ava_run(train_videos: int = 235, val_videos: int = 64, train_boxes: int = 21
     from jmrn.datasets.ava import clip_frames, instance_id
 
     work = Path(tempfile.mkdtemp(prefix="bench_dag_ava_"))
+    from snakemake.utils import update_config
+
     cfg: dict = {}
     for name in ("config.yaml", "paper.yaml", "ava.yaml"):  # as --configfile merges them
-        merge(cfg, yaml.safe_load((REPO / "config" / name).read_text()))
+        update_config(cfg, yaml.safe_load((REPO / "config" / name).read_text()))
     cfg["dataset"].update(video_root=str(work / "videos"), annotation_dir=str(work / "annotations"))
     cfg["dataset"].pop("proposals")
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
