@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 
-from jmrn.datasets.demo import FPS, FRAME_HEIGHT, FRAME_WIDTH, draw_markers, make_subject, \
-    marker_palette, skeleton_3d
+from jmrn.datasets.demo import FPS, FRAME_HEIGHT, FRAME_WIDTH, make_subject, skeleton_3d, \
+    write_marker_video
 from jmrn.io import atomic_path
 
 ACTIONS = {11: "wave", 12: "clap", 13: "squat", 14: "punch", 15: "kick"}
@@ -39,23 +38,12 @@ def place(joints: np.ndarray, centre_x: float, size: float, rng: np.random.Gener
 
 
 def render(path: Path, figures: list[np.ndarray], rng: np.random.Generator) -> None:
-    """Draw every figure's markers (each T x 18 x 2) into an MJPG .mkv, atomically."""
-    palette = [tuple(int(v) for v in c) for c in marker_palette()]
-    background = rng.integers(0, 50, (FRAME_HEIGHT, FRAME_WIDTH, 1), dtype=np.uint8)
-    background = np.repeat(cv2.GaussianBlur(background, (0, 0), 3)[..., None], 3, axis=2)
-    with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), FPS,
-                                 (FRAME_WIDTH, FRAME_HEIGHT))
-        if not writer.isOpened():
-            raise RuntimeError(f"OpenCV cannot write MJPG video to {tmp}")
-        order = np.arange(figures[0].shape[1])
-        visible = np.ones(len(order), bool)
-        for f in range(len(figures[0])):
-            frame = background.copy()
-            for xy in figures:
-                draw_markers(frame, np.round(xy[f] * 16).astype(np.int32), visible, order, 3, palette)
-            writer.write(frame)
-        writer.release()
+    """Draw every figure's markers (each T x 18 x 2, all visible) into an MJPG .mkv, atomically."""
+    n_frames, n_joints = figures[0].shape[:2]
+    visible = np.ones((n_frames, n_joints), bool)
+    order = np.broadcast_to(np.arange(n_joints), (n_frames, n_joints))
+    write_marker_video(path, [(np.round(xy * 16).astype(np.int32), visible, order) for xy in figures],
+                       3, rng)
 
 
 def box_of(xy: np.ndarray) -> tuple[float, ...]:

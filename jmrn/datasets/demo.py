@@ -245,31 +245,33 @@ def render_video(path: Path, xy: np.ndarray, depth: np.ndarray, size: float,
         j, start = rng.integers(NUM_JOINTS), rng.integers(n_frames)
         visible[start:start + int(rng.integers(5, 20)), j] = False
     radius = max(2, int(round(0.028 * size)))
+    order = np.argsort(depth, axis=1)  # far markers first, near ones drawn over them
+    pts = np.round(xy * 16).astype(np.int32)  # 4 fractional bits for sub-pixel drawing
+    write_marker_video(path, [(pts, visible, order)], radius, rng)
+    return n_frames
+
+
+def write_marker_video(path: Path, figures: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                       radius: int, rng: np.random.Generator) -> None:
+    """Draw figures on a blurred-noise background into an MJPG video at ``path``, atomically.
+    Each figure is (markers T x 18 x 2 in 1/16 pixels, visible T x 18, drawing order T x 18)."""
     palette = [tuple(int(v) for v in c) for c in marker_palette()]
     background = rng.integers(0, 50, (FRAME_HEIGHT, FRAME_WIDTH, 1), dtype=np.uint8)
     background = np.repeat(cv2.GaussianBlur(background, (0, 0), 3)[..., None], 3, axis=2)
-    order = np.argsort(depth, axis=1)  # far markers first, near ones drawn over them
-    pts = np.round(xy * 16).astype(np.int32)  # 4 fractional bits for sub-pixel drawing
     with atomic_path(path) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"MJPG"), FPS,
                                  (FRAME_WIDTH, FRAME_HEIGHT))
         if not writer.isOpened():
             raise RuntimeError(f"OpenCV cannot write MJPG video to {tmp}")
-        for f in range(n_frames):
+        for f in range(len(figures[0][0])):
             frame = background.copy()
-            draw_markers(frame, pts[f], visible[f], order[f], radius, palette)
+            for pts, visible, order in figures:
+                for j in order[f]:
+                    if visible[f, j]:
+                        cv2.circle(frame, (int(pts[f, j, 0]), int(pts[f, j, 1])), radius * 16,
+                                   palette[j], -1, cv2.LINE_AA, 4)
             writer.write(frame)
         writer.release()
-    return n_frames
-
-
-def draw_markers(frame: np.ndarray, pts: np.ndarray, visible: np.ndarray, order: np.ndarray,
-                 radius: int, palette: list[tuple[int, ...]]) -> None:
-    """Draw one figure's visible markers (pts: 18 x 2 in 1/16 pixels) far to near, in place."""
-    for j in order:
-        if visible[j]:
-            cv2.circle(frame, (int(pts[j, 0]), int(pts[j, 1])), radius * 16, palette[j], -1,
-                       cv2.LINE_AA, 4)
 
 
 def split_assignment(n_subjects: int, split: int) -> dict[int, int]:
