@@ -38,7 +38,7 @@ install() {
     "${pip[@]}" -q --no-deps "$MEDIAPIPE"
   fi
   link_slurm_profile
-  "$VENV/bin/python" -c "import jmrn, openpifpaf, mediapipe, torch, torchvision, zarr, cv2, numba, scipy; print('environment ok: torch', torch.__version__, 'openpifpaf', openpifpaf.__version__, 'mediapipe', mediapipe.__version__)"
+  "$VENV/bin/python" -c "import jmrn, openpifpaf, mediapipe, torch, torchvision, zarr, zarrs, cv2, numba, scipy; print('environment ok: torch', torch.__version__, 'openpifpaf', openpifpaf.__version__, 'mediapipe', mediapipe.__version__)"
   touch "$STAMP"
 }
 

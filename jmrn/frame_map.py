@@ -17,12 +17,13 @@ KEY = ["video", "timestamp"]
 
 
 def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """IoU of each of ``boxes`` (N x 4, x1 y1 x2 y2) with ``box`` (4,), areas without +1."""
-    ix = np.clip(np.minimum(boxes[:, 2], box[2]) - np.maximum(boxes[:, 0], box[0]), 0, None)
-    iy = np.clip(np.minimum(boxes[:, 3], box[3]) - np.maximum(boxes[:, 1], box[1]), 0, None)
+    """IoU of ``boxes`` (N x 4, x1 y1 x2 y2) with ``box`` (4,), or pairwise with ``box`` (N x 4);
+    areas without +1."""
+    ix = np.clip(np.minimum(boxes[..., 2], box[..., 2]) - np.maximum(boxes[..., 0], box[..., 0]), 0, None)
+    iy = np.clip(np.minimum(boxes[..., 3], box[..., 3]) - np.maximum(boxes[..., 1], box[..., 1]), 0, None)
     inter = ix * iy
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + (box[2] - box[0]) * (box[3] - box[1]) - inter
+    area = (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+    union = area + (box[..., 2] - box[..., 0]) * (box[..., 3] - box[..., 1]) - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
@@ -48,7 +49,39 @@ def voc_average_precision(tp: np.ndarray, n_positives: int) -> float:
 
 
 def class_true_positives(detections: pd.DataFrame, truth: pd.DataFrame, iou: float) -> np.ndarray:
-    """Flags of one class's detections, sorted by descending score (stable), as matched."""
+    """Flags of one class's detections, sorted by descending score (stable), as matched.
+
+    Vectorised greedy matching: each detection's candidate is the ground-truth box of its
+    keyframe that it overlaps most (the first of equals); a detection is a true positive when
+    that overlap is >= ``iou`` and no higher-ranked detection took the same box.
+    ``class_true_positives_reference`` is the same, one detection at a time."""
+    ranked = detections.sort_values("score", ascending=False, kind="stable")
+    tp = np.zeros(len(ranked), bool)
+    if not len(ranked) or not len(truth):
+        return tp
+    det = pd.DataFrame({"video": ranked["video"].to_numpy(), "timestamp": ranked["timestamp"].to_numpy(),
+                        "det": np.arange(len(ranked))})
+    gt = pd.DataFrame({"video": truth["video"].to_numpy(), "timestamp": truth["timestamp"].to_numpy(),
+                       "gt": np.arange(len(truth))})
+    pairs = det.merge(gt, on=KEY)  # every detection with every box of its keyframe
+    if not len(pairs):
+        return tp
+    d, g = pairs["det"].to_numpy(), pairs["gt"].to_numpy()
+    overlap = box_iou(ranked[BOX].to_numpy(float)[d], truth[BOX].to_numpy(float)[g])
+    order = np.lexsort((g, -overlap, d))  # per detection: best overlap first, then box order
+    d, g, overlap = d[order], g[order], overlap[order]
+    first = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])  # each detection's candidate
+    d, g, overlap = d[first], g[first], overlap[first]  # in rank order
+    d, g = d[overlap >= iou], g[overlap >= iou]
+    _, taker = np.unique(g, return_index=True)  # the highest-ranked detection of each box
+    tp[d[taker]] = True
+    return tp
+
+
+def class_true_positives_reference(detections: pd.DataFrame, truth: pd.DataFrame,
+                                   iou: float) -> np.ndarray:
+    """``class_true_positives`` written as the protocol reads, one detection at a time (the
+    reference that tests and bench_frame_map.py compare against)."""
     boxes: dict[tuple, np.ndarray] = {k: g[BOX].to_numpy(float) for k, g in truth.groupby(KEY)}
     taken: dict[tuple, np.ndarray] = {k: np.zeros(len(b), bool) for k, b in boxes.items()}
     ranked = detections.sort_values("score", ascending=False, kind="stable")

@@ -37,8 +37,9 @@ def threads(config: dict[str, Any], kind: str) -> int:
 
 
 def maps_bytes(n_videos: int, map_shape: tuple[int, ...]) -> int:
-    """Bytes of ``n_videos`` PoTion maps of ``map_shape`` (J x C x H x W) as float32."""
-    return n_videos * math.prod(map_shape) * 4
+    """Bytes of ``n_videos`` PoTion maps of ``map_shape`` (J x C x H x W) held in memory
+    (float16, as stored; batches become float32 on the training device)."""
+    return n_videos * math.prod(map_shape) * 2
 
 
 def maps_mb(n_videos: int, map_shape: tuple[int, ...]) -> int:

@@ -31,7 +31,7 @@ from jmrn.config import fingerprint
 from jmrn.device import resolve_device  # noqa: F401  (export and tests use it from here)
 from jmrn.io import LogWriter, atomic_path, save_torch
 from jmrn.losses import classification_loss, joint_contrastive_loss
-from jmrn.maps import Maps, iterate_batches, open_maps, sequential_batches
+from jmrn.maps import Maps, iterate_batches, open_maps, sequential_batches, to_device
 from jmrn.metrics import top1_hits
 from jmrn.models import build_model, count_parameters, match_parameters
 from jmrn.resources import maps_bytes
@@ -125,7 +125,7 @@ def load_split(potion_path: str | os.PathLike, videos: str | os.PathLike, split:
                subsets: tuple[str, ...], val_fraction: float,
                max_memory_gb: float | None = None) -> dict[str, Subset]:
     """The requested subsets (train, val, test) of one split from the PoTion store: in memory,
-    or streamed when their float32 maps together exceed ``max_memory_gb``.
+    or streamed when their maps together (float16, as held) exceed ``max_memory_gb``.
 
     ``videos`` is the split's table (``split<k>/videos.<digest>.json``, what the pipeline
     passes) or a whole manifest CSV."""
@@ -138,7 +138,7 @@ def load_split(potion_path: str | os.PathLike, videos: str | os.PathLike, split:
     total = maps_bytes(sum(len(r) for r in chosen.values()), store.shape)
     stream = max_memory_gb is not None and total > max_memory_gb * 1e9
     if stream:
-        log.info("streaming the maps from the store: %.2f GB of float32 maps exceed "
+        log.info("streaming the maps from the store: %.2f GB of float16 maps exceed "
                  "train.max_memory_gb = %g", total / 1e9, max_memory_gb)
     result = {}
     for subset, rows in chosen.items():
@@ -178,7 +178,7 @@ def train_epoch(model: nn.Module, x: Maps, y: torch.Tensor, cfg: TrainConfig,
     totals = {"loss": 0.0, "cls_loss": 0.0, "contrastive_loss": 0.0, "correct": 0.0, "n": 0}
     reads = iterate_batches(x, batches, cfg.loader_workers, pin_memory=device.type == "cuda")
     for idx, xb in zip(batches, reads):
-        xb, yb = xb.to(device, non_blocking=True), y[idx].to(device)
+        xb, yb = to_device(xb, device), y[idx].to(device)
         if cfg.augment is not None:
             views = [augment(xb, cfg.augment, gen) for _ in range(2 if lam > 0 else 1)]
             xb = torch.cat(views)
@@ -339,7 +339,7 @@ def recompute_batchnorm_stats(model: nn.Module, x: Maps, batch_size: int,
     precision, workers = (cfg.precision, cfg.loader_workers) if cfg else ("fp32", 0)
     for xb in iterate_batches(x, batches, workers):
         with autocast(device, precision):
-            model(xb.to(device))
+            model(to_device(xb, device))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
@@ -395,7 +395,7 @@ def predict(model: nn.Module, x: Maps, num_classes: int, batch_size: int = 64,
     logits, weights = [], []
     for xb in iterate_batches(x, sequential_batches(len(x), batch_size), workers):
         with autocast(device, precision):
-            out = model(xb.to(device))
+            out = model(to_device(xb, device))
         logits.append(out["logits"].float().cpu())
         if "joint_weights" in out:
             weights.append(out["joint_weights"].float().cpu())

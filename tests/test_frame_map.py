@@ -80,3 +80,31 @@ def test_voc_ap_and_long_layout():
     assert len(long) == 4 and long["class"].tolist() == [0, 1, 0, 1]
     assert long["score"].tolist() == [0.9, 0.1, 0.8, 0.2]
     assert frame_map(long, GT.iloc[:2], 2) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_vectorised_matching_equals_the_one_at_a_time_reference(seed):
+    """Random keyframes with crowded, duplicated and tied boxes and tied scores: the same
+    true positives as the protocol's loop."""
+    from jmrn.frame_map import class_true_positives, class_true_positives_reference
+
+    rng = np.random.default_rng(seed)
+    corners = rng.choice(np.linspace(0, 0.5, 6), (60, 2))
+    boxes = np.hstack([corners, corners + rng.choice([0.2, 0.3, 0.5], (60, 2))])
+    keys = [("a", 1), ("a", 2), ("b", 1), ("c", 7)]
+
+    def rows(n, score):
+        picks = rng.integers(0, len(boxes), n)
+        where = rng.integers(0, len(keys), n)
+        return table([(*keys[w], *boxes[p], 0, *([round(rng.random(), 1)] if score else []))
+                      for w, p in zip(where, picks)], score=score)
+
+    truth = rows(25, score=False)
+    truth = pd.concat([truth, truth.iloc[:3]])  # duplicate boxes: ties in IoU
+    det = rows(200, score=True)  # scores rounded to 0.1: many ties in rank
+    for threshold in (0.3, 0.5, 0.7):
+        want = class_true_positives_reference(det, truth, threshold)
+        got = class_true_positives(det, truth, threshold)
+        assert want.any() and (got == want).all()
+    assert not class_true_positives(det, truth.iloc[:0], 0.5).any()
+    assert len(class_true_positives(det.iloc[:0], truth, 0.5)) == 0

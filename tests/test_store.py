@@ -133,3 +133,39 @@ def test_shard_and_split_tables_ignore_what_their_jobs_do_not_read():
     assert split_digest(split_table(relabelled.drop(columns="split2"), 1, crc)) != base  # labels
     assert split_digest(split_table(manifest, 1, {**crc, "c": 9})) != base  # a PoTion map
     assert split_digest(split_table(manifest.assign(split2="train"), 1, crc)) == base  # other split
+
+
+def test_zarrs_and_zarr_python_pipelines_read_the_same_maps(tmp_path):
+    """The Rust codec pipeline is installed and used; stores it writes read back identically
+    through zarr's own pipeline (the fallback where zarrs is missing), and the other way round."""
+    import zarr
+
+    from jmrn import store as store_module
+
+    assert store_module.ZARRS and zarr.config.get("codec_pipeline.path") == store_module.ZARRS_PIPELINE
+    rng = np.random.default_rng(3)
+    ids = [f"v{i}" for i in range(7)]
+    maps = [rng.random((18, 2, 6, 5)).astype(np.float16) for _ in ids]
+    write_potion_store(tmp_path / "rust.zarr", ids, iter(maps), (18, 2, 6, 5), {})
+    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+        write_potion_store(tmp_path / "python.zarr", ids, iter(maps), (18, 2, 6, 5), {})
+        python_reads = {name: PotionStore(tmp_path / name).load(ids[::-2])
+                        for name in ("rust.zarr", "python.zarr")}
+    want = np.stack(maps[::-2])
+    for name in ("rust.zarr", "python.zarr"):
+        assert PotionStore(tmp_path / name).load(ids[::-2]).tobytes() == want.tobytes()
+        assert python_reads[name].tobytes() == want.tobytes()
+
+
+def test_os_errors_gives_rust_storage_errors_their_errno():
+    import errno
+
+    from jmrn.store import os_errors
+
+    with pytest.raises(OSError) as info:
+        with os_errors("/data/shard.zarr"):
+            raise RuntimeError("No space left on device (os error 28)")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == "/data/shard.zarr"
+    with pytest.raises(RuntimeError, match="not storage"):  # anything else passes unchanged
+        with os_errors("x"):
+            raise RuntimeError("not storage")

@@ -7,7 +7,6 @@ whose ``split`` is ``train`` when the column exists) and tests on ``test_source`
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd

@@ -3,10 +3,10 @@
 Generates a store of ``--videos`` sparse PoTion maps at the paper's 18 x 3 x 64 x 86 (float16,
 sharded as the pipeline writes it), then, each in a fresh process so that peak memory is its
 own: one training epoch (jmrn.train.train_epoch, augmentation included) on a subset held in
-memory, and one epoch over the whole store streamed by DataLoader workers; prints samples/s,
-their ratio and peak RSS (the training process and its largest worker). Also compares reads
-(random batches; a whole split) from the sharded store with the one-file-per-video layout and
-the orthogonal-selection reader of earlier versions (``--reads-only``: only that).
+memory, and one epoch over the whole store streamed by reader threads; prints samples/s, their
+ratio and peak RSS. Also compares reads (random batches; a whole split) from the sharded store,
+decoded by zarrs or by zarr's own codec pipeline, with the one-file-per-video layout and the
+orthogonal-selection reader of earlier versions (``--reads-only``: only that).
 
     .venv/bin/python tests/benchmarks/bench_scale.py [--videos 20000] [--subset 2000]
 """
@@ -72,8 +72,7 @@ def train_one_epoch(store_path: str, n: int, stream: bool, workers: int, threads
     train_epoch(model, x, y, cfg, 0, opt, torch.device("cpu"))
     epoch_s = time.perf_counter() - t0
     return {"samples_per_s": n / epoch_s, "epoch_s": epoch_s, "load_s": load_s,
-            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "worker_peak_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 class OrthogonalReadStore:
@@ -90,13 +89,20 @@ class OrthogonalReadStore:
         return Store(path)
 
 
-def read_rate(store_path: str, n: int, batches: int, batch: int, reader: str) -> dict:
+def read_rate(store_path: str, n: int, batches: int, batch: int, reader: str, codecs: str) -> dict:
     """Maps per second (crc32-checked float32, as training gets them) for random batches of the
-    first ``n`` videos, and for all of them in store order (an in-memory split's load)."""
+    first ``n`` videos, and for all of them in store order (an in-memory split's load), decoded
+    by ``codecs``: zarrs (what jmrn uses when installed) or zarr's own Python pipeline."""
     import torch
+    import zarr
 
     from jmrn.maps import StoreMaps
-    from jmrn.store import PotionStore
+    from jmrn.store import ZARRS, PotionStore
+
+    if codecs == "zarr":
+        zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"})
+    elif not ZARRS:
+        raise RuntimeError("zarrs is not installed")
 
     store = OrthogonalReadStore(store_path) if reader == "orthogonal" else PotionStore(store_path)
     maps = StoreMaps(store, store.video_ids[:n])
@@ -107,7 +113,7 @@ def read_rate(store_path: str, n: int, batches: int, batch: int, reader: str) ->
         maps[i]
     random_rate = batches * batch / (time.perf_counter() - t0)
     t0 = time.perf_counter()
-    store.load(store.video_ids[:n])
+    maps[:]
     return {"random": random_rate, "split": n / (time.perf_counter() - t0)}
 
 
@@ -127,6 +133,33 @@ def write_per_video_layout(src: Path, dst: Path, n: int) -> None:
     group.create_array("crc32", shape=(n,), dtype="uint32")[...] = store.crc32[:n]
 
 
+def train_pairs(store: str, args: argparse.Namespace) -> None:
+    """Streamed epochs over the whole store, each bracketed by in-memory epochs on the subset
+    (the machine's speed drifts over minutes): each ratio is streamed / mean(held before, after)."""
+    common = [args.workers, args.threads, args.arch, args.width, args.batch]
+    held = [child(["train", store, args.subset, False, *common])]
+    streamed = []
+    for _ in range(args.train_repeats):
+        streamed.append(child(["train", store, args.videos, True, *common]))
+        held.append(child(["train", store, args.subset, False, *common]))
+    print(f"model {args.arch} width {args.width}, batch {args.batch}, {args.threads} threads, "
+          f"{args.workers} reader threads; one epoch each")
+    print(f"{'run':<6}{'in memory (subset), samples/s':>32}{'streamed, samples/s':>22}{'ratio':>8}"
+          f"{'peak RSS MiB: in memory':>26}{'streamed':>10}")
+    ratios = []
+    for i, st in enumerate(streamed):
+        before, after = held[i], held[i + 1]
+        ref = (before["samples_per_s"] + after["samples_per_s"]) / 2
+        ratios.append(st["samples_per_s"] / ref)
+        print(f"{i + 1:<6}{before['samples_per_s']:>15.1f} / {after['samples_per_s']:<14.1f}"
+              f"{st['samples_per_s']:>22.1f}{ratios[-1]:>8.2f}"
+              f"{max(before['peak_mib'], after['peak_mib']):>26.0f}{st['peak_mib']:>10.0f}")
+    print(f"streamed / in memory: median {np.median(ratios):.2f} over {len(ratios)} runs "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f}); {args.subset} videos held, "
+          f"{args.videos} streamed; in-memory load of the subset "
+          f"{np.median([h['load_s'] for h in held]):.1f} s, not in its samples/s")
+
+
 def child(args: list[str]) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(args)],
                           capture_output=True, text=True)
@@ -139,13 +172,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=20000)
     parser.add_argument("--subset", type=int, default=2000, help="videos of the in-memory run")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="reader threads")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--arch", default="jmrn")
     parser.add_argument("--width", type=float, default=0.25)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--reads-only", action="store_true", help="skip the training epochs")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved read measurements")
+    parser.add_argument("--train-repeats", type=int, default=1,
+                        help="streamed epochs, each between two in-memory epochs")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -164,39 +199,29 @@ def main() -> None:
               f"{raw / 1e9:.1f} GB of maps, {disk / 1e6:.0f} MB on disk in {files} files, "
               f"written in {gen_s:.0f} s")
         if not args.reads_only:
-            common = [args.workers, args.threads, args.arch, args.width, args.batch]
-            held = child(["train", store, args.subset, False, *common])
-            streamed = child(["train", store, args.videos, True, *common])
-            print(f"model {args.arch} width {args.width}, batch {args.batch}, {args.threads} threads, "
-                  f"{args.workers} loader workers; one epoch each")
-            print(f"{'path':<34}{'videos':>8}{'samples/s':>11}{'ratio':>8}{'peak RSS MiB':>14}"
-                  f"{'worker MiB':>12}")
-            for name, r, n in (("in memory (subset)", held, args.subset),
-                               ("streamed from the store", streamed, args.videos)):
-                print(f"{name:<34}{n:>8}{r['samples_per_s']:>11.1f}"
-                      f"{r['samples_per_s'] / held['samples_per_s']:>8.2f}{r['peak_mib']:>14.0f}"
-                      f"{r['worker_peak_mib']:>12.0f}")
-            print(f"(in-memory load of the subset: {held['load_s']:.1f} s, not in its samples/s)")
+            train_pairs(store, args)
         n = min(args.subset, args.videos)
         write_per_video_layout(Path(store), root / "per_video.zarr", n)
         old_files = sum(1 for p in (root / "per_video.zarr").rglob("*") if p.is_file())
         # interleaved repeats (medians): the readers share the machine's page cache and noise
-        cases = {"sharded store, concurrent slices (now)": (store, "store"),
-                 f"one file per video ({old_files} files), orthogonal selection (before)":
-                     (str(root / "per_video.zarr"), "orthogonal"),
-                 "one file per video, concurrent slices": (str(root / "per_video.zarr"), "store")}
+        per_video = str(root / "per_video.zarr")
+        cases = {"sharded, concurrent slices, zarrs (now)": (store, "store", "zarrs"),
+                 "sharded, concurrent slices, zarr's codecs": (store, "store", "zarr"),
+                 f"one file per video ({old_files} files), orthogonal, zarr's codecs (before)":
+                     (per_video, "orthogonal", "zarr"),
+                 "one file per video, concurrent slices, zarrs": (per_video, "store", "zarrs")}
         runs: dict[str, list[dict]] = {name: [] for name in cases}
         for _ in range(args.repeats):
-            for name, (path, reader) in cases.items():
-                runs[name].append(child(["read", path, n, 100, args.batch, reader]))
+            for name, (path, reader, codecs) in cases.items():
+                runs[name].append(child(["read", path, n, 100, args.batch, reader, codecs]))
         before = next(name for name in cases if name.endswith("(before)"))
         ref = {k: float(np.median([r[k] for r in runs[before]])) for k in ("random", "split")}
         print(f"reading {n} videos, medians of {args.repeats} interleaved runs (maps/s, ratio to "
               "before):")
-        print(f"{'layout and reader':<62}{'random batches':>16}{'whole split':>22}")
+        print(f"{'layout, reader and codecs':<70}{'random batches':>16}{'whole split':>22}")
         for name, rs in runs.items():
             med = {k: float(np.median([r[k] for r in rs])) for k in ("random", "split")}
-            print(f"{name:<62}{med['random']:>9.0f} {med['random'] / ref['random']:>5.2f}x"
+            print(f"{name:<70}{med['random']:>9.0f} {med['random'] / ref['random']:>5.2f}x"
                   f"{med['split']:>15.0f} {med['split'] / ref['split']:>5.2f}x")
 
 if __name__ == "__main__":
