@@ -71,8 +71,8 @@ def class_true_positives(detections: pd.DataFrame, truth: pd.DataFrame, iou: flo
     order = np.lexsort((g, -overlap, d))  # per detection: best overlap first, then box order
     d, g, overlap = d[order], g[order], overlap[order]
     first = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])  # each detection's candidate
-    d, g, overlap = d[first], g[first], overlap[first]  # in rank order
-    d, g = d[overlap >= iou], g[overlap >= iou]
+    matched = first[overlap[first] >= iou]  # in rank order
+    d, g = d[matched], g[matched]
     _, taker = np.unique(g, return_index=True)  # the highest-ranked detection of each box
     tp[d[taker]] = True
     return tp

@@ -35,6 +35,7 @@ FRAMES_PER_CHUNK = 32
 HEATMAP_SHARD_BYTES = 64 * 2**20  # uint8 frames per heatmap shard file (before compression)
 POTION_SHARD_BYTES = 128 * 2**20  # float16 maps per PoTion shard file (before compression)
 ZARRS_PIPELINE = "zarrs.ZarrsCodecPipeline"
+ZARR_PIPELINE = "zarr.core.codec_pipeline.BatchedCodecPipeline"  # zarr's own, in Python
 
 
 def use_zarrs_codecs() -> bool:

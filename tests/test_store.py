@@ -147,7 +147,7 @@ def test_zarrs_and_zarr_python_pipelines_read_the_same_maps(tmp_path):
     ids = [f"v{i}" for i in range(7)]
     maps = [rng.random((18, 2, 6, 5)).astype(np.float16) for _ in ids]
     write_potion_store(tmp_path / "rust.zarr", ids, iter(maps), (18, 2, 6, 5), {})
-    with zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"}):
+    with zarr.config.set({"codec_pipeline.path": store_module.ZARR_PIPELINE}):
         write_potion_store(tmp_path / "python.zarr", ids, iter(maps), (18, 2, 6, 5), {})
         python_reads = {name: PotionStore(tmp_path / name).load(ids[::-2])
                         for name in ("rust.zarr", "python.zarr")}

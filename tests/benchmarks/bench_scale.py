@@ -90,17 +90,17 @@ class OrthogonalReadStore:
 
 
 def read_rate(store_path: str, n: int, batches: int, batch: int, reader: str, codecs: str) -> dict:
-    """Maps per second (crc32-checked float32, as training gets them) for random batches of the
+    """Maps per second (crc32-checked float16, as training gets them) for random batches of the
     first ``n`` videos, and for all of them in store order (an in-memory split's load), decoded
     by ``codecs``: zarrs (what jmrn uses when installed) or zarr's own Python pipeline."""
     import torch
     import zarr
 
     from jmrn.maps import StoreMaps
-    from jmrn.store import ZARRS, PotionStore
+    from jmrn.store import ZARR_PIPELINE, ZARRS, PotionStore
 
     if codecs == "zarr":
-        zarr.config.set({"codec_pipeline.path": "zarr.core.codec_pipeline.BatchedCodecPipeline"})
+        zarr.config.set({"codec_pipeline.path": ZARR_PIPELINE})
     elif not ZARRS:
         raise RuntimeError("zarrs is not installed")
 
