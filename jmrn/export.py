@@ -13,7 +13,7 @@ from jmrn.io import atomic_path, write_json
 from jmrn.metrics import evaluate
 from jmrn.models import count_parameters
 from jmrn.pose.skeleton import JOINTS
-from jmrn.tables import label_table
+from jmrn.tables import label_table, read_split_json
 from jmrn.train import build_variant_model, load_split, predict, resolve_device
 
 log = logging.getLogger(__name__)
@@ -35,12 +35,13 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     and joint_weights.csv (selector weights per video)."""
     torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
-    data = load_split(potion_path, videos, split, ("train", "val", "test"), val_fraction,
+    table = read_split_json(videos)  # read once: for the rows and for AVA's keyframes
+    data = load_split(potion_path, videos if table is None else table, split, ("train", "val", "test"), val_fraction,
                       max_memory_gb)
     first = data["train"]
     model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
-    keyframes = KeyframeEvaluator.from_split_table(videos)
+    keyframes = KeyframeEvaluator.from_table(table)
     frames, weights_rows, scores = [], [], {}
     for subset, part in data.items():
         out = predict(model, part.x, len(part.classes), device=dev, precision=precision,

@@ -28,8 +28,12 @@ def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
 
 
 def at_keyframes(table: pd.DataFrame, keys: set[tuple[str, int]]) -> np.ndarray:
-    """Boolean mask of the rows of ``table`` (video, timestamp, ...) whose keyframe is in ``keys``."""
-    return np.fromiter((k in keys for k in zip(table["video"], table["timestamp"])), bool, len(table))
+    """Boolean mask of the rows of ``table`` (video, timestamp, ...) whose keyframe is in ``keys``
+    (one hashed lookup of all rows, not a Python test per row)."""
+    if not keys:
+        return np.zeros(len(table), bool)
+    rows = pd.MultiIndex.from_arrays([table["video"].astype(str), table["timestamp"].astype(np.int64)])
+    return rows.isin(pd.MultiIndex.from_tuples(list(keys))).astype(bool)
 
 
 def voc_average_precision(tp: np.ndarray, n_positives: int) -> float:
@@ -151,15 +155,10 @@ class KeyframeEvaluator:
         self.classes = len(table["classes"])
 
     @staticmethod
-    def from_split_table(path: str) -> "KeyframeEvaluator | None":
-        """The split's evaluator, or None when its rows are not person boxes."""
-        import json
-
-        if not str(path).endswith(".json"):
-            return None
-        with open(path, encoding="utf-8") as fh:
-            table = json.load(fh)
-        return KeyframeEvaluator(table) if "ground_truth" in table else None
+    def from_table(table: dict | None) -> "KeyframeEvaluator | None":
+        """The evaluator of a split table (``tables.read_split_json``), or None when its rows
+        are not person boxes (or there is no table: a whole manifest)."""
+        return KeyframeEvaluator(table) if table is not None and "ground_truth" in table else None
 
     def frame_map(self, ids: list[str], scores: np.ndarray, subset: str) -> float:
         boxes = self.boxes.loc[ids].reset_index(drop=True)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from jmrn.frame_map import KeyframeEvaluator
 from jmrn.io import VIDEO_TABLE_META, atomic_path, read_video_table, value_columns, write_json
 from jmrn.metrics import evaluate
-from jmrn.tables import label_targets
+from jmrn.tables import label_targets, read_split_json
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +249,7 @@ def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[st
     evaluate each modality, score averaging and the learned fusion on the test rows.
     ``identity`` (fusion name, split, seed) is written into metrics.json and weights.json;
     with the ``split_table`` of person boxes (AVA) each row also gets frame-mAP@0.5."""
-    keyframes = KeyframeEvaluator.from_split_table(split_table) if split_table else None
+    keyframes = KeyframeEvaluator.from_table(read_split_json(split_table)) if split_table else None
     meta, logits, classes, fit_subset = load_modalities(
         names, internal, external, split, keyframes.boxes if keyframes is not None else None)
     fit_rows = (meta["subset"] == fit_subset).to_numpy()

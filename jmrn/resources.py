@@ -4,7 +4,7 @@ One home for every job's resources, read from the config's ``resources`` and ``s
 sections (defaults in the schema), so that a profile holds only executor settings and a user
 overrides one key at a time (``--set-resources train:mem_mb=8000`` or a config overlay).
 Training and export memory grows with the split: its PoTion maps are held in memory as
-float32. A retried job gets ``attempt`` times the memory and time of its first try.
+stored, float16. A retried job gets ``attempt`` times the memory and time of its first try.
 """
 from __future__ import annotations
 
@@ -14,6 +14,15 @@ from typing import Any
 # Held in memory by training and export besides the maps: an input batch, its augmented
 # copy and the model's activations, relative to the maps themselves.
 MAP_MEMORY_FACTOR = 1.5
+
+
+def resident_mib(peak: bool = True) -> float:
+    """This process's peak (or current) resident memory in MiB, from /proc/self/status on Linux.
+    Not getrusage's ru_maxrss: a child started by fork and exec inherits its parent's peak."""
+    key = "VmHWM:" if peak else "VmRSS:"
+    with open("/proc/self/status", encoding="ascii") as fh:
+        kib = next(int(line.split()[1]) for line in fh if line.startswith(key))
+    return kib / 1024
 
 
 def uses_gpu(config: dict[str, Any], kind: str) -> int:

@@ -294,18 +294,24 @@ class PotionStore:
         cuts = np.flatnonzero((np.diff(rows) != 1) | (rows[1:] // per_file != rows[:-1] // per_file))
         return [slice(int(run[0]), int(run[-1]) + 1) for run in np.split(rows, cuts + 1)]
 
-    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
-        """float16 maps of sorted store rows. The slices are read concurrently through Zarr's
-        asynchronous API (file reads and decompression overlap; Zarr's orthogonal selection
-        would decode whole shards); a chunk that cannot be decoded names its video."""
-        slices = self._row_slices(rows)
+    def _read_rows(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
+        """Sorted store rows' float16 maps into ``out[at]``. Each wave of slices (at most two
+        shard files' rows) is read concurrently through Zarr's asynchronous API (file reads and
+        decompression overlap; Zarr's orthogonal selection would decode whole shards) and each
+        slice is copied to its place as it arrives, so a whole split peaks at its own size plus
+        a wave, not twice its size. A chunk that cannot be decoded names its video."""
         reader = self.potion.async_array
+        wave_rows = 2 * (self.potion.shards or self.potion.chunks)[0]
 
-        async def read_all() -> list[Any]:
-            return await asyncio.gather(*(reader.getitem(s) for s in slices))
+        async def read_into(s: slice, first: int) -> None:
+            out[at[first:first + s.stop - s.start]] = await reader.getitem(s)
+
+        async def read_wave(wave: list[tuple[slice, int]]) -> None:
+            await asyncio.gather(*(read_into(s, first) for s, first in wave))
 
         try:
-            parts = zarr_sync(read_all())
+            for wave in self._waves(self._row_slices(rows), wave_rows):
+                zarr_sync(read_wave(wave))
         except Exception as exc:
             for r in rows:  # find the damaged one
                 try:
@@ -314,12 +320,22 @@ class PotionStore:
                     raise self._damaged(self.video_ids[r], f"cannot be read ({type(exc).__name__}: "
                                         f"{exc})") from exc
             raise
-        out = np.empty((len(rows), *self.shape), np.float16)
-        at = 0
-        for part in parts:
-            out[at:at + len(part)] = part
-            at += len(part)
-        return out
+
+    @staticmethod
+    def _waves(slices: list[slice], max_rows: int) -> Iterator[list[tuple[slice, int]]]:
+        """Consecutive slices with their first position in the output, grouped into waves of at
+        most ``max_rows`` rows (a longer slice is a wave of its own)."""
+        wave: list[tuple[slice, int]] = []
+        first = size = 0
+        for s in slices:
+            if wave and size + s.stop - s.start > max_rows:
+                yield wave
+                wave, size = [], 0
+            wave.append((s, first))
+            first += s.stop - s.start
+            size += s.stop - s.start
+        if wave:
+            yield wave
 
     def require(self, video_ids: Sequence[str]) -> None:
         """KeyError naming the first few of ``video_ids`` that the store does not hold."""
@@ -334,15 +350,12 @@ class PotionStore:
         if not video_ids:
             return np.zeros((0, *self.shape), np.float16)
         rows = np.array([self.index[v] for v in video_ids])
-        order = np.argsort(rows, kind="stable")
-        maps = self._read_rows(rows[order])  # in store order
+        order = np.argsort(rows, kind="stable")  # read in store order, placed where asked
+        out = np.empty((len(rows), *self.shape), np.float16)
+        self._read_rows(rows[order], out, order)  # each map copied once, to its place
         if self.crc32 is not None:
-            for i, r in enumerate(rows[order]):
-                if zlib.crc32(maps[i]) != self.crc32[r]:
+            for i, r in enumerate(rows):
+                if zlib.crc32(out[i]) != self.crc32[r]:
                     raise self._damaged(self.video_ids[r], "does not match its checksum (a chunk is "
                                         "missing or altered)")
-        if np.array_equal(order, np.arange(len(order))):
-            return maps
-        out = np.empty_like(maps)
-        out[order] = maps
         return out

@@ -234,18 +234,26 @@ def split_digest(table: dict) -> str:
     return fingerprint(table)
 
 
-def read_split_source(path: str | os.PathLike) -> tuple[pd.DataFrame, list[str]]:
-    """Rows in the manifest's columns and the class names, from a split table (``.json``, what
-    the pipeline's train and export jobs read) or a whole manifest (``.csv``)."""
+def read_split_json(path: str | os.PathLike) -> dict | None:
+    """A split table (``split<k>/videos.<digest>.json``, what the pipeline's train, export and
+    fusion jobs read), or None for a path that is not one (a whole manifest ``.csv``)."""
     import json
 
-    if str(path).endswith(".json"):
-        with open(path, encoding="utf-8") as fh:
-            table = json.load(fh)
+    if not str(path).endswith(".json"):
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_split_source(source: str | os.PathLike | dict) -> tuple[pd.DataFrame, list[str]]:
+    """Rows in the manifest's columns and the class names, from a split table (its ``.json``
+    path, or the table ``read_split_json`` returned) or a whole manifest (``.csv``)."""
+    table = source if isinstance(source, dict) else read_split_json(source)
+    if table is not None:
         rows = pd.DataFrame(table["videos"]).assign(status="ok")
         for c in ("video_id", "labels", "label_names", "label_name", "group", "source"):
             if c in rows:
                 rows[c] = rows[c].astype(str)
         return rows, list(table["classes"])
-    manifest = read_manifest(path)
+    manifest = read_manifest(source)
     return manifest, class_names(manifest)

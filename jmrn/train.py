@@ -121,14 +121,14 @@ class Subset:
     crc32: np.ndarray
 
 
-def load_split(potion_path: str | os.PathLike, videos: str | os.PathLike, split: int,
+def load_split(potion_path: str | os.PathLike, videos: str | os.PathLike | dict, split: int,
                subsets: tuple[str, ...], val_fraction: float,
                max_memory_gb: float | None = None) -> dict[str, Subset]:
     """The requested subsets (train, val, test) of one split from the PoTion store: in memory,
     or streamed when their maps together (float16, as held) exceed ``max_memory_gb``.
 
     ``videos`` is the split's table (``split<k>/videos.<digest>.json``, what the pipeline
-    passes) or a whole manifest CSV."""
+    passes, or that table as read), or a whole manifest CSV."""
     manifest, classes = read_split_source(videos)
     store = PotionStore(potion_path)
     chosen = {}

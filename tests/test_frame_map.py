@@ -3,8 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jmrn.frame_map import box_iou, detections_from_scores, frame_average_precisions, frame_map, \
-    voc_average_precision
+from jmrn.frame_map import at_keyframes, box_iou, detections_from_scores, frame_average_precisions, \
+    frame_map, voc_average_precision
 
 
 def table(rows, score=True):
@@ -70,6 +70,15 @@ def test_excluded_keyframes_are_dropped_from_both():
     gt = pd.concat([GT.iloc[:1], table([("w", 5, 0, 0, 1, 1, 0)], score=False)])
     assert frame_map(det, gt, [0]) == pytest.approx(0.5)
     assert frame_map(det, gt, [0], excluded={("w", 5)}) == 1.0
+
+
+def test_at_keyframes_marks_the_rows_of_the_given_keyframes():
+    rows = table([("a b", 902, 0, 0, 1, 1, 0, 1.0), ("a b", 903, 0, 0, 1, 1, 0, 1.0),
+                  ("c", 902, 0, 0, 1, 1, 0, 1.0), ("a b", 902, 0, 0, 1, 1, 1, 1.0)])
+    assert at_keyframes(rows, {("a b", 902), ("x", 903)}).tolist() == [True, False, False, True]
+    assert at_keyframes(rows, {("c", 902)}).tolist() == [False, False, True, False]
+    assert at_keyframes(rows, set()).tolist() == [False] * 4
+    assert at_keyframes(rows.iloc[:0], {("c", 902)}).tolist() == []
 
 
 def test_voc_ap_and_long_layout():

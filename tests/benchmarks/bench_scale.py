@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import resource
 import subprocess
 import sys
 import tempfile
@@ -55,6 +54,7 @@ def train_one_epoch(store_path: str, n: int, stream: bool, workers: int, threads
     from jmrn.augment import AugmentConfig
     from jmrn.maps import open_maps
     from jmrn.models import build_model
+    from jmrn.resources import resident_mib
     from jmrn.store import PotionStore
     from jmrn.train import TrainConfig, train_epoch
 
@@ -72,7 +72,7 @@ def train_one_epoch(store_path: str, n: int, stream: bool, workers: int, threads
     train_epoch(model, x, y, cfg, 0, opt, torch.device("cpu"))
     epoch_s = time.perf_counter() - t0
     return {"samples_per_s": n / epoch_s, "epoch_s": epoch_s, "load_s": load_s,
-            "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_mib": resident_mib()}
 
 
 class OrthogonalReadStore:
@@ -83,8 +83,8 @@ class OrthogonalReadStore:
         from jmrn.store import PotionStore
 
         class Store(PotionStore):
-            def _read_rows(self, rows: np.ndarray) -> np.ndarray:
-                return self.potion.get_orthogonal_selection((rows,))
+            def _read_rows(self, rows: np.ndarray, out: np.ndarray, at: np.ndarray) -> None:
+                out[at] = self.potion.get_orthogonal_selection((rows,))
 
         return Store(path)
 

@@ -18,13 +18,13 @@ OPTIONS = ("fp32", "channels_last", "bf16", "fp16", "compile")
 
 
 def measure(arch: str, option: str, device: str, steps: int, batch: int, width: float) -> dict:
-    import resource
     import time
 
     import torch
 
     from jmrn.augment import AugmentConfig
     from jmrn.models import build_model
+    from jmrn.resources import resident_mib
     from jmrn.train import TrainConfig, prepare_model, train_epoch
 
     torch.manual_seed(0)
@@ -49,7 +49,7 @@ def measure(arch: str, option: str, device: str, steps: int, batch: int, width: 
         torch.cuda.synchronize()
     elapsed = time.perf_counter() - t0
     peak = (torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda"
-            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            else resident_mib())
     return {"samples_per_s": steps * batch / elapsed, "peak_mib": peak, "warmup_s": warmup}
 
 
