@@ -36,8 +36,8 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
     table = read_split_json(videos)  # read once: for the rows and for AVA's keyframes
-    data = load_split(potion_path, videos if table is None else table, split, ("train", "val", "test"), val_fraction,
-                      max_memory_gb)
+    data = load_split(potion_path, videos if table is None else table, split,
+                      ("train", "val", "test"), val_fraction, max_memory_gb)
     first = data["train"]
     model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
