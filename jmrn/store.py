@@ -270,6 +270,7 @@ class PotionStore:
         self.video_ids: list[str] = [str(v) for v in self.group["video_id"][:]] if n else []
         self.index = {v: i for i, v in enumerate(self.video_ids)}
         self.crc32 = self.group["crc32"][:] if "crc32" in self.group and n else None
+        self.rows_per_file = (self.potion.shards or self.potion.chunks)[0]  # maps per shard file
 
     def __len__(self) -> int:
         return len(self.video_ids)
@@ -290,7 +291,7 @@ class PotionStore:
         boundaries so that each slice reads one shard file (a whole one in a single read)."""
         if not len(rows):
             return []
-        per_file = (self.potion.shards or self.potion.chunks)[0]
+        per_file = self.rows_per_file
         cuts = np.flatnonzero((np.diff(rows) != 1) | (rows[1:] // per_file != rows[:-1] // per_file))
         return [slice(int(run[0]), int(run[-1]) + 1) for run in np.split(rows, cuts + 1)]
 
@@ -301,7 +302,7 @@ class PotionStore:
         slice is copied to its place as it arrives, so a whole split peaks at its own size plus
         a wave, not twice its size. A chunk that cannot be decoded names its video."""
         reader = self.potion.async_array
-        wave_rows = 2 * (self.potion.shards or self.potion.chunks)[0]
+        wave_rows = 2 * self.rows_per_file
 
         async def read_into(s: slice, first: int) -> None:
             out[at[first:first + s.stop - s.start]] = await reader.getitem(s)
