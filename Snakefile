@@ -5,7 +5,7 @@ import sys
 
 from snakemake.utils import min_version, validate
 
-from jmrn.config import check_config, resolve_variant, train_settings
+from jmrn.config import check_config, pose_source, resolve_variant, train_settings
 from jmrn.profiles import check_profile
 
 min_version("9.0")

@@ -1,17 +1,23 @@
-"""Pose-aware augmentation (paper §3.3) applied directly to PoTion maps.
+"""Pose-aware augmentation (paper §3.3) and cropping, applied directly to PoTion maps.
 
 Every joint's map is moved by one affine transform (the same for all its C channels): a global
 jitter shared by all joints, a group jitter shared by the joints of a body part (head, arms,
 legs; the torso stays), an optional rotation about the map centre, and a horizontal flip that
 also swaps left and right joints. Everything is batched in one ``grid_sample`` call.
+
+Cropping (``augment.crop``) comes first, as in the public loaders: a random window of each
+training sample (both augmented views share it), the centred window at validation and test.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from jmrn.errors import UserError
 from jmrn.pose.skeleton import GROUPS, JITTERED_GROUPS, JOINTS, flip_permutation, group_index
 
 
@@ -69,3 +75,38 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator) -> 
     flip = (torch.rand(n, generator=generator) < 0.5) if cfg.flip else torch.zeros(n, dtype=torch.bool)
     angle = (torch.rand(n, generator=generator) * 2 - 1) * cfg.rotation
     return transform_maps(x, shifts, flip.to(x.device), angle.to(x.device))
+
+
+def check_crop(size: Sequence[int] | None, map_shape: Sequence[int]) -> None:
+    """Refuse a crop window larger than the maps (H x W are the last two entries of the shape)."""
+    if size is None:
+        return
+    h, w = map_shape[-2:]
+    if size[0] > h or size[1] > w:
+        raise UserError(f"augment.crop {size[0]} x {size[1]} is larger than the PoTion maps "
+                         f"({h} x {w}); make it at most the map size or remove it")
+
+
+def random_crop(x: torch.Tensor, size: Sequence[int], generator: torch.Generator) -> torch.Tensor:
+    """A random H' x W' window of each sample of a batch (N x J x C x H x W), one draw each."""
+    n, _, _, h, w = x.shape
+    th, tw = size
+    if (th, tw) == (h, w):
+        return x
+    top = torch.randint(0, h - th + 1, (n,), generator=generator).to(x.device)
+    left = torch.randint(0, w - tw + 1, (n,), generator=generator).to(x.device)
+    rows = top[:, None] + torch.arange(th, device=x.device)  # N x H'
+    cols = left[:, None] + torch.arange(tw, device=x.device)  # N x W'
+    sample = torch.arange(n, device=x.device)[:, None, None]
+    window = x.permute(0, 3, 4, 1, 2)[sample, rows[:, :, None], cols[:, None, :]]  # N x H' x W' x J x C
+    return window.permute(0, 3, 4, 1, 2).contiguous()
+
+
+def center_crop(x: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
+    """The centred H' x W' window of maps (... x H x W); offsets rounded as numpy rounds
+    (the public loaders' ``CenterCrop``). ``None``: the maps unchanged."""
+    if size is None:
+        return x
+    h, w = x.shape[-2:]
+    top, left = int(np.round((h - size[0]) / 2)), int(np.round((w - size[1]) / 2))
+    return x[..., top:top + size[0], left:left + size[1]]

@@ -2,6 +2,7 @@
 
   python -m jmrn demo-data ROOT                     write the demo dataset
   python -m jmrn check-config [FILE ...]            validate config files as Snakemake merges them
+  python -m jmrn recipe [FILE ...]                  the training recipe those files give
   python -m jmrn openpifpaf-state-dict CKPT SHA256 OUT   a trusted openpifpaf model -> state dict
 """
 from __future__ import annotations
@@ -73,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, default=0)
     check = sub.add_parser("check-config", help="validate config files merged onto the defaults")
     check.add_argument("configs", nargs="*", metavar="FILE")
+    recipe = sub.add_parser("recipe", help="print the training recipe of the full model that "
+                                           "config files merged onto the defaults give")
+    recipe.add_argument("configs", nargs="*", metavar="FILE")
     convert = sub.add_parser("openpifpaf-state-dict",
                              help="load a trusted pickled openpifpaf checkpoint (its SHA-256 "
                                   "given) and save its weights as a state dict")
@@ -90,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "check-config":
             merged_config(args.configs)
             print("config ok")
+        elif args.command == "recipe":
+            from jmrn.recipe import recipe_table
+
+            print(recipe_table({" + ".join(args.configs) or "defaults": merged_config(args.configs)}))
         elif args.command == "openpifpaf-state-dict":
             from jmrn.pose.openpifpaf_backend import save_state_dict
 

@@ -56,11 +56,41 @@ def check_config(config: dict[str, Any]) -> None:
     metric = config["report"].get("metric", "mean_class_accuracy")
     if config["dataset"]["adapter"] == "charades" and metric != "mAP":
         problems.append(f"report.metric {metric!r} is not defined for multi-label Charades; use mAP")
+    crop = (config.get("augment") or {}).get("crop")
+    if crop:
+        size = map_size(config)
+        if crop["height"] > size[0] or crop["width"] > size[1]:
+            problems.append(f"augment.crop {crop['height']} x {crop['width']} is larger than the "
+                            f"PoTion maps ({size[0]} x {size[1]})")
     demo = config.get("demo") or {}
     if demo.get("min_frames", 2) > demo.get("max_frames", 2 ** 31):
         problems.append("demo.min_frames is larger than demo.max_frames")
     if problems:
         raise ValueError("; ".join(problems))
+
+
+POSE_SOURCES = {"markers": "rendered markers", "openpifpaf": "openpifpaf", "mediapipe": "MediaPipe",
+                "openpose": "OpenPose", "openpose_heatmaps": "OpenPose", "alphapose": "AlphaPose",
+                "keypoints": "given keypoints"}
+
+
+def pose_source(config: dict[str, Any]) -> str:
+    """Where a run's poses come from, in words for the tables: JHMDB's puppet joints are the
+    ground truth, other keypoint files are some estimator's output."""
+    backend = config["pose"]["backend"]
+    if backend == "keypoints" and config["dataset"]["adapter"] == "jhmdb" \
+            and config["dataset"].get("joint_root"):
+        return "ground-truth joints"
+    return POSE_SOURCES.get(backend, backend)
+
+
+def map_size(config: dict[str, Any]) -> tuple[int, int]:
+    """H x W of the PoTion maps the models see: the person crop for datasets of person boxes
+    (AVA), else the pose stage's heatmap size."""
+    if config["dataset"]["adapter"] == "ava":
+        person = (config.get("potion") or {}).get("person") or {}
+        return int(person.get("height", 32)), int(person.get("width", 32))
+    return int(config["pose"]["height"]), int(config["pose"]["width"])
 
 
 CONTRASTIVE_KEYS = ("contrastive_weight", "temperature", "contrastive_ramp")
@@ -72,18 +102,21 @@ def _resolve_one(config: dict[str, Any], name: str) -> dict[str, Any]:
     options = {**config["model"], **spec.get("model", {})}
     model = {k: v for k, v in options.items() if k in ARCH_OPTIONS[arch]}
     augment = {**config["augment"], **spec.get("augment", {})}
+    crop = augment.pop("crop", None)
     if not spec.get("paa", False):  # without pose-aware augmentation only the flip remains
         augment.update(global_jitter=0.0, group_jitter=0.0)
     uses_augment = augment["flip"] or augment["global_jitter"] or augment["group_jitter"] \
         or augment["rotation"]
     return {"arch": arch, "model": model, "augment": augment if uses_augment else None,
+            "crop": [crop["height"], crop["width"]] if crop else None,
             "contrastive": bool(spec.get("contrastive", False)) and arch == "jmrn",
             "paa": bool(spec.get("paa", False))}
 
 
 def resolve_variant(config: dict[str, Any], name: str) -> dict[str, Any]:
     """Everything that defines one variant, defaults applied: arch, model options, the
-    augmentation it trains with (None = none), the contrastive switch, and the variant whose
+    augmentation it trains with (None = none), its crop window ([H, W] or None), the
+    contrastive switch, and the variant whose
     parameter count its size is matched to (``match``, resolved the same way) if any."""
     resolved = {"name": name, **_resolve_one(config, name), "match": None}
     ref = config["variants"][name].get("match_parameters")

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from jmrn.frame_map import KeyframeEvaluator
+from jmrn.frame_map import OFFICIAL_MAX_PER_KEYFRAME, KeyframeEvaluator
 from jmrn.io import atomic_path, write_json
 from jmrn.metrics import evaluate
 from jmrn.models import count_parameters
@@ -29,10 +29,12 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
                    model_path: str, device: str, out_logits: str, out_metrics: str,
                    out_joint_weights: str, seed: int, val_fraction: float,
                    precision: str = "fp32", threads: int = 1, max_memory_gb: float | None = None,
-                   loader_workers: int = 0) -> dict[str, Any]:
+                   loader_workers: int = 0,
+                   max_per_keyframe: int = OFFICIAL_MAX_PER_KEYFRAME) -> dict[str, Any]:
     """Write logits.csv (train, val and test rows: fusion fits on val), metrics.json (test
     metrics, val metrics, and what identifies the run: split, variant, seed, threads, size)
-    and joint_weights.csv (selector weights per video)."""
+    and joint_weights.csv (selector weights per video). Person boxes (AVA) also get
+    frame-mAP@0.5 with at most ``max_per_keyframe`` detections per keyframe."""
     torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
     table = read_split_json(videos)  # read once: for the rows and for AVA's keyframes
@@ -41,11 +43,11 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     first = data["train"]
     model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
-    keyframes = KeyframeEvaluator.from_table(table)
+    keyframes = KeyframeEvaluator.from_table(table, max_per_keyframe)
     frames, weights_rows, scores = [], [], {}
     for subset, part in data.items():
         out = predict(model, part.x, len(part.classes), device=dev, precision=precision,
-                      workers=loader_workers)
+                      workers=loader_workers, crop=variant.get("crop"))
         meta = pd.concat([pd.DataFrame({"video_id": part.ids, "subset": subset}),
                           label_table(part.y.numpy())], axis=1)
         frames.append(pd.concat([meta, pd.DataFrame(out["logits"], columns=part.classes)], axis=1))

@@ -5,7 +5,10 @@ normalised coordinates, a class and (detections) a score. Per class, detections 
 score over all keyframes; a detection is a true positive when the ground-truth box of its
 keyframe that it overlaps most has IoU >= the threshold and was not matched before (each
 ground-truth box is matched once; a duplicate is a false positive). AP is PASCAL VOC's area
-under the precision envelope; classes without ground truth are left out of the mean.
+under the precision envelope; classes without ground truth are left out of the mean. As the
+official evaluator (``get_ava_performance.py``) reads a result file, only the
+``max_per_keyframe`` highest-scoring (box, class) detections of each keyframe are kept (50;
+0 keeps all, as SlowFast's in-memory evaluation does).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import pandas as pd
 
 BOX = ["x1", "y1", "x2", "y2"]
 KEY = ["video", "timestamp"]
+OFFICIAL_MAX_PER_KEYFRAME = 50  # get_ava_performance.py reads at most 50 detections per keyframe
 
 
 def box_iou(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -102,13 +106,25 @@ def class_true_positives_reference(detections: pd.DataFrame, truth: pd.DataFrame
     return tp
 
 
+def top_per_keyframe(detections: pd.DataFrame, limit: int) -> pd.DataFrame:
+    """The ``limit`` highest-scoring detections of each keyframe (0: all). Equal scores keep
+    the higher class id first, as the official reader's heap of (score, class, box) does."""
+    if limit <= 0 or not len(detections):
+        return detections
+    ranked = detections.sort_values(["score", "class"], ascending=False, kind="stable")
+    return ranked[ranked.groupby(KEY, sort=False).cumcount().to_numpy() < limit]
+
+
 def frame_average_precisions(detections: pd.DataFrame, truth: pd.DataFrame,
                              classes: int | list[int], iou: float = 0.5,
-                             excluded: set[tuple[str, int]] | None = None) -> dict[int, float]:
-    """AP per class. ``detections``: video, timestamp, x1..y2, class, score; ``truth``: video,
-    timestamp, x1..y2, class (duplicate rows of one box and class count once); keyframes in
-    ``excluded`` are dropped from both."""
+                             excluded: set[tuple[str, int]] | None = None,
+                             max_per_keyframe: int = OFFICIAL_MAX_PER_KEYFRAME) -> dict[int, float]:
+    """AP per class. ``detections``: video, timestamp, x1..y2, class, score (at most
+    ``max_per_keyframe`` per keyframe are kept, 0: all); ``truth``: video, timestamp, x1..y2,
+    class (duplicate rows of one box and class count once); keyframes in ``excluded`` are
+    dropped from both."""
     classes = list(range(classes)) if isinstance(classes, int) else list(classes)
+    detections = top_per_keyframe(detections, max_per_keyframe)
     if excluded:
         detections = detections[~at_keyframes(detections, excluded)]
         truth = truth[~at_keyframes(truth, excluded)]
@@ -125,9 +141,11 @@ def frame_average_precisions(detections: pd.DataFrame, truth: pd.DataFrame,
 
 
 def frame_map(detections: pd.DataFrame, truth: pd.DataFrame, classes: int | list[int],
-              iou: float = 0.5, excluded: set[tuple[str, int]] | None = None) -> float:
+              iou: float = 0.5, excluded: set[tuple[str, int]] | None = None,
+              max_per_keyframe: int = OFFICIAL_MAX_PER_KEYFRAME) -> float:
     """Mean of the per-class APs over the classes that have ground truth."""
-    aps = [a for a in frame_average_precisions(detections, truth, classes, iou, excluded).values()
+    aps = [a for a in frame_average_precisions(detections, truth, classes, iou, excluded,
+                                               max_per_keyframe).values()
            if not np.isnan(a)]
     return float(np.mean(aps)) if aps else float("nan")
 
@@ -145,9 +163,11 @@ class KeyframeEvaluator:
     """Frame-mAP of per-box scores for one split, from its table (``split<k>/videos.*.json``):
     the boxes of its instances and the ground truth. Test scores are compared with the test
     keyframes' ground truth (keyframes without any detection count as missed); validation
-    scores (boxes held out of training) with the ground truth of their keyframes."""
+    scores (boxes held out of training) with the ground truth of their keyframes; at most
+    ``max_per_keyframe`` detections per keyframe count (0: all)."""
 
-    def __init__(self, table: dict) -> None:
+    def __init__(self, table: dict, max_per_keyframe: int = OFFICIAL_MAX_PER_KEYFRAME) -> None:
+        self.max_per_keyframe = max_per_keyframe
         videos = pd.DataFrame(table["videos"])
         self.boxes = videos.set_index(videos["video_id"].astype(str))[["source", "timestamp", *BOX]] \
             .rename(columns={"source": "video"})
@@ -155,10 +175,13 @@ class KeyframeEvaluator:
         self.classes = len(table["classes"])
 
     @staticmethod
-    def from_table(table: dict | None) -> "KeyframeEvaluator | None":
+    def from_table(table: dict | None, max_per_keyframe: int = OFFICIAL_MAX_PER_KEYFRAME
+                   ) -> "KeyframeEvaluator | None":
         """The evaluator of a split table (``tables.read_split_json``), or None when its rows
         are not person boxes (or there is no table: a whole manifest)."""
-        return KeyframeEvaluator(table) if table is not None and "ground_truth" in table else None
+        if table is None or "ground_truth" not in table:
+            return None
+        return KeyframeEvaluator(table, max_per_keyframe)
 
     def frame_map(self, ids: list[str], scores: np.ndarray, subset: str) -> float:
         boxes = self.boxes.loc[ids].reset_index(drop=True)
@@ -168,4 +191,4 @@ class KeyframeEvaluator:
         else:
             keys = set(zip(boxes["video"], boxes["timestamp"]))
             truth = self.truth[(self.truth["subset"] == "train").to_numpy() & at_keyframes(self.truth, keys)]
-        return frame_map(detections, truth, self.classes)
+        return frame_map(detections, truth, self.classes, max_per_keyframe=self.max_per_keyframe)

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from jmrn.frame_map import KeyframeEvaluator
+from jmrn.frame_map import OFFICIAL_MAX_PER_KEYFRAME, KeyframeEvaluator
 from jmrn.io import VIDEO_TABLE_META, atomic_path, read_video_table, value_columns, write_json
 from jmrn.metrics import evaluate
 from jmrn.tables import label_targets, read_split_json
@@ -244,12 +244,15 @@ def load_modalities(names: Sequence[str], internal: Mapping[str, str],
 
 def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[str, Mapping[str, str]],
          split: int, out_weights: str, out_logits: str, out_metrics: str,
-         identity: Mapping[str, object] | None = None, split_table: str | None = None) -> dict:
+         identity: Mapping[str, object] | None = None, split_table: str | None = None,
+         max_per_keyframe: int = OFFICIAL_MAX_PER_KEYFRAME) -> dict:
     """Fit fusion weights on the validation rows (training rows as a logged fallback) and
     evaluate each modality, score averaging and the learned fusion on the test rows.
     ``identity`` (fusion name, split, seed) is written into metrics.json and weights.json;
-    with the ``split_table`` of person boxes (AVA) each row also gets frame-mAP@0.5."""
-    keyframes = KeyframeEvaluator.from_table(read_split_json(split_table)) if split_table else None
+    with the ``split_table`` of person boxes (AVA) each row also gets frame-mAP@0.5 (at most
+    ``max_per_keyframe`` detections per keyframe)."""
+    keyframes = KeyframeEvaluator.from_table(read_split_json(split_table), max_per_keyframe) \
+        if split_table else None
     meta, logits, classes, fit_subset = load_modalities(
         names, internal, external, split, keyframes.boxes if keyframes is not None else None)
     fit_rows = (meta["subset"] == fit_subset).to_numpy()

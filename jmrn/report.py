@@ -22,22 +22,32 @@ from jmrn.tables import (  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-# Paper Tables 1, 7, 8 (split 1): JHMDB-1 / HMDB-1 mean class accuracy, Charades mAP (%), and
-# the definition of each row. A figure is printed only beside a variant that matches its row's
-# definition (``paper_row``); the paper gives no figures for its no-re-weighting row here.
-PAPER_ROWS = {
-    "PoTion": {"JHMDB-1": 59.44, "HMDB-1": 42.04, "Charades mAP": 13.54, "AVA frame-mAP": 13.1},
-    "deeper baseline": {"JHMDB-1": 66.38, "HMDB-1": 49.25, "Charades mAP": 14.88},
-    "JMRN": {"JHMDB-1": 66.70, "HMDB-1": 48.71, "Charades mAP": 15.00},
-    "non-Siamese": {"JHMDB-1": 65.98, "HMDB-1": 51.66, "Charades mAP": 14.93},
-    "no re-weighting": {},
-    "+PAA": {"JHMDB-1": 69.81, "HMDB-1": 52.02, "Charades mAP": 15.79},
-    "+PAA+contrastive": {"JHMDB-1": 71.08, "HMDB-1": 54.05, "Charades mAP": 16.2,
-                         "AVA frame-mAP": 14.1},
+# The paper's figures (%) by dataset adapter and metric: per scope ("split 1", or "3 splits":
+# the mean over splits 1-3) the figure of each paper row (Tables 1, 5, 6, 7, 8; the paper gives
+# none for its no-re-weighting row). A figure is printed only beside our row of the same
+# dataset, metric, scope and row definition (``paper_row``).
+PAPER_FIGURES: dict[tuple[str, str], dict[str, dict[str, float]]] = {
+    ("jhmdb", "mean_class_accuracy"): {
+        "split 1": {"PoTion": 59.44, "deeper baseline": 66.38, "JMRN": 66.70, "non-Siamese": 65.98,
+                    "+PAA": 69.81, "+PAA+contrastive": 71.08},
+        "3 splits": {"+PAA+contrastive": 68.55}},
+    ("hmdb51", "mean_class_accuracy"): {
+        "split 1": {"PoTion": 42.04, "deeper baseline": 49.25, "JMRN": 48.71, "non-Siamese": 51.66,
+                    "+PAA": 52.02, "+PAA+contrastive": 54.05},
+        "3 splits": {"+PAA+contrastive": 54.2}},
+    ("charades", "mAP"): {
+        "split 1": {"PoTion": 13.54, "deeper baseline": 14.88, "JMRN": 15.00, "non-Siamese": 14.93,
+                    "+PAA": 15.79, "+PAA+contrastive": 16.2}},
+    ("ava", "frame_mAP"): {"split 1": {"PoTion": 13.1, "+PAA+contrastive": 14.1}},
+    ("kinetics_mimetics", "top1"): {"split 1": {"+PAA+contrastive": 26.6}},
+    ("kinetics_mimetics", "top5"): {"split 1": {"+PAA+contrastive": 52.7}},
+    ("kinetics_mimetics", "mAP"): {"split 1": {"+PAA+contrastive": 40.0}},
 }
+# The poses behind the paper's figures: OpenPose in the public code's scripts (--pose_type
+# openpose_coco*); the paper's AVA and Mimetics poses come from no published script.
+PAPER_POSES = {"jhmdb": "OpenPose", "hmdb51": "OpenPose", "charades": "OpenPose"}
 # Paper Table 5 (AVA v2.1 val, frame-mAP@0.5 %): the RGB detector alone and fused with JMRN.
 PAPER_AVA_FUSION = {"SlowFast-R101-NL": 28.06, "JMRN + SlowFast-R101-NL": 28.4}
-METRIC_COLUMNS = {"mAP": ("Charades mAP",), "frame_mAP": ("AVA frame-mAP",)}
 
 
 def paper_row(variant: dict) -> str | None:
@@ -106,7 +116,7 @@ def aggregate_runs(long: pd.DataFrame, keys: list[str], value: str
             v = part[value].astype(float)
             num[f"split{split}_mean (%)"] = round(v.mean() * 100, 2)
             num[f"split{split}_std (%)"] = round(v.std(ddof=1) * 100, 2) if len(v) > 1 else None
-            txt[f"split{split} (%)"] = mean_std(v) + (f" ({len(v)})" if len(v) > 1 else "")
+            txt[f"split{split} (%)"] = f"{mean_std(v)} ({len(v)})"
         v = runs[value].astype(float)
         num.update({"mean (%)": round(v.mean() * 100, 2),
                     "std (%)": round(v.std(ddof=1) * 100, 2) if len(v) > 1 else None,
@@ -136,19 +146,30 @@ def summary_table(long: pd.DataFrame, dataset: str,
     return numeric, shown
 
 
-def ablation_table(long: pd.DataFrame, variants: dict[str, dict], metric: str) -> pd.DataFrame:
-    """Per variant: its paper row (by definition), parameters, mean ± std over runs, and the
-    paper's split-1 figures only where the row's definition matches."""
-    columns = METRIC_COLUMNS.get(metric, ("JHMDB-1", "HMDB-1"))
+def ablation_table(long: pd.DataFrame, variants: dict[str, dict], metric: str,
+                   adapter: str = "", poses: str = "") -> pd.DataFrame:
+    """Per variant: its paper row (by definition), our poses, parameters and mean ± std over
+    every run. Where the paper has figures for this dataset (``adapter``) and metric, our
+    split-1 runs stand beside the paper's split-1 figure, and our mean over splits 1-3 beside
+    the paper's 3-split mean; each column header names the paper's pose source."""
+    figures = PAPER_FIGURES.get((adapter, metric), {})
+    splits = set(long["split"].astype(int))
+    paper_poses = PAPER_POSES.get(adapter, "the paper's estimated poses")
     rows = []
     for name, runs in long.groupby("variant", sort=False):
         row_name = paper_row(variants[name]) if name in variants else None
-        figures = PAPER_ROWS.get(row_name, {}) if row_name else {}
         params = runs["n_parameters"].iloc[0] if "n_parameters" in runs else None
-        rows.append({"variant": name, "paper row": row_name or "— (no matching definition)",
-                     "parameters": int(params) if params is not None and not pd.isna(params) else "—",
-                     "mean ± std (%)": mean_std(runs[metric]), "runs": len(runs),
-                     **{f"paper {c} (%)": figures.get(c, "—") for c in columns}})
+        row = {"variant": name, "paper row": row_name or "— (no matching definition)",
+               "poses": poses or "—",
+               "parameters": int(params) if params is not None and not pd.isna(params) else "—"}
+        if "split 1" in figures and 1 in splits:
+            first = runs[runs["split"].astype(int) == 1][metric]
+            row["ours, split 1 (%)"] = f"{mean_std(first)} ({len(first)})"
+            row[f"paper, split 1 (%), {paper_poses}"] = figures["split 1"].get(row_name, "—")
+        row.update({"ours, all runs (%)": mean_std(runs[metric]), "runs": len(runs)})
+        if "3 splits" in figures and {1, 2, 3} <= splits:
+            row[f"paper, mean of 3 splits (%), {paper_poses}"] = figures["3 splits"].get(row_name, "—")
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -175,8 +196,9 @@ def fusion_table(fusion_files: Sequence[str],
 
 
 def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], out_png: str) -> None:
-    """Classification loss and top-1 accuracy per epoch (training solid, validation dashed),
-    and the learning rate, whose drops are decided by the validation loss only."""
+    """Classification loss and top-1 accuracy per epoch (training solid, validation dashed
+    with a dot per validation, every ``train.eval_every`` epochs), and the learning rate,
+    whose drops are decided by the validation loss only."""
     fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4))
     for i, (path, label) in enumerate(zip(history_files, labels)):
         h = pd.read_csv(path)
@@ -184,8 +206,11 @@ def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], ou
         ax_loss.plot(h["epoch"], h["cls_loss"], color=colour, label=f"{label} train")
         ax_acc.plot(h["epoch"], h["train_acc"] * 100, color=colour, label=f"{label} train")
         if "val_loss" in h:
-            ax_loss.plot(h["epoch"], h["val_loss"], color=colour, ls="--", label=f"{label} val")
-            ax_acc.plot(h["epoch"], h["val_acc"] * 100, color=colour, ls="--", label=f"{label} val")
+            v = h.dropna(subset=["val_loss"])  # the validated epochs
+            ax_loss.plot(v["epoch"], v["val_loss"], color=colour, ls="--", marker=".",
+                         label=f"{label} val")
+            ax_acc.plot(v["epoch"], v["val_acc"] * 100, color=colour, ls="--", marker=".",
+                        label=f"{label} val")
         ax_lr.plot(h["epoch"], h["lr"], color=colour, label=label)
         if "selected" in h and h["selected"].any():
             kept = h[h["selected"] == 1]
@@ -322,24 +347,29 @@ def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Seq
                  histories: Sequence[str], history_labels: Sequence[str],
                  first_split_logits: Sequence[str], fusion_metrics: Sequence[str],
                  focus_logits: str, joint_weights: str, out: dict[str, str],
-                 variants: dict[str, dict], metric: str = "mean_class_accuracy") -> None:
-    """Snakemake entry: every table and plot of the report rule."""
+                 variants: dict[str, dict], metric: str = "mean_class_accuracy",
+                 adapter: str = "", poses: str = "") -> None:
+    """Snakemake entry: every table and plot of the report rule. ``adapter`` (the dataset's
+    reader) decides which paper figures are comparable; ``poses`` names our pose source."""
     manifest = read_manifest(manifest_csv)
     classes = class_names(manifest)
     title = METRIC_TITLES[metric]
     runs = read_metrics(metrics, metric)
     numeric, shown = summary_table(runs, dataset, metric)
-    runs_note = ("\nCells: mean ± std over seeds (runs in parentheses); last columns: over "
-                 "every split and seed.\n")
+    runs_note = ("\nSplit cells: mean ± std over that split's seeds, with the number of runs in "
+                 "parentheses; last columns: over every split and seed.\n")
     write_table(numeric, out["summary_csv"], out["summary_md"], f"{dataset}: {title}", shown,
                 runs_note)
-    write_table(ablation_table(runs, variants, metric), out["ablation_csv"], out["ablation_md"],
-                f"{dataset}: ablation beside the paper's Tables 1, 7 and 8 (split 1)",
-                note="\nA paper figure is shown only beside a variant that matches the row's "
-                     "definition (see README).\n")
+    ablation = ablation_table(runs, variants, metric, adapter, poses)
+    paper_note = ("\nPaper figures stand only beside our row of the same dataset, split, metric "
+                  "and row definition; the column header names the poses they come from, the "
+                  "`poses` column ours.\n" if any(c.startswith("paper,") for c in ablation)
+                  else "\nThe paper reports no figures for this dataset.\n")
+    write_table(ablation, out["ablation_csv"], out["ablation_md"],
+                f"{dataset}: the paper's ablation rows (Tables 1, 7, 8), {title}", note=paper_note)
     fusion_numeric, fusion_shown = fusion_table(fusion_metrics, metric)
     fusion_note = runs_note
-    if metric == "frame_mAP":
+    if adapter == "ava" and metric == "frame_mAP":
         fusion_note += "\nPaper Table 5 (AVA v2.1 val): " + ", ".join(
             f"{k} {v}" for k, v in PAPER_AVA_FUSION.items()) + ".\n"
     write_table(fusion_numeric, out["fusion_csv"], out["fusion_md"],

@@ -83,7 +83,8 @@ def export(smk: Any) -> None:
                    dict(smk.params.variant), smk.input.model, smk.params.device,
                    smk.output.logits, smk.output.metrics, smk.output.joint_weights,
                    seed=int(smk.wildcards.seed), val_fraction=float(smk.params.val_fraction),
-                   precision=smk.params.precision, threads=smk.threads, **reading(smk))
+                   precision=smk.params.precision, threads=smk.threads,
+                   max_per_keyframe=smk.params.ava_max_detections, **reading(smk))
 
 
 def fusion(smk: Any) -> None:
@@ -94,7 +95,8 @@ def fusion(smk: Any) -> None:
          smk.output.weights, smk.output.logits, smk.output.metrics,
          identity={"fusion": smk.wildcards.fusion, "split": int(smk.wildcards.split),
                    "seed": int(smk.wildcards.seed)},
-         split_table=getattr(smk.input, "videos", None))
+         split_table=getattr(smk.input, "videos", None),
+         max_per_keyframe=smk.params.ava_max_detections)
 
 
 def report(smk: Any) -> None:
@@ -104,7 +106,8 @@ def report(smk: Any) -> None:
                  list(smk.input.histories), smk.params.history_labels,
                  list(smk.input.first_split_logits), list(smk.input.fusion),
                  smk.input.focus_logits, smk.input.joint_weights, dict(smk.output.items()),
-                 variants=dict(smk.params.variants), metric=smk.params.metric)
+                 variants=dict(smk.params.variants), metric=smk.params.metric,
+                 adapter=smk.params.adapter, poses=smk.params.poses)
 
 
 STAGES: dict[str, Callable[[Any], None]] = {

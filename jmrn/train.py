@@ -1,8 +1,10 @@
 """Training of one variant on one split and seed: deterministic, resumable, logged.
 
 Each split's training set gives up a validation subset (``train.val_fraction``, stratified and
-grouped: ``jmrn.tables.validation_ids``); its classification loss drives ReduceLROnPlateau and,
-with ``train.select: best_val``, picks the saved epoch. The test set is never read here. The
+grouped: ``jmrn.tables.validation_ids``). As in the public code, the model is validated every
+``train.eval_every`` epochs (and after the last); each validation's classification loss steps
+ReduceLROnPlateau, whose patience therefore counts validations, and with ``train.select:
+best_val`` picks the saved epoch among the validated ones. The test set is never read here. The
 joint-contrastive term ramps in linearly and is never seen by the scheduler.
 
 A checkpoint is written atomically after every epoch; a restarted job continues from it and
@@ -26,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from jmrn.augment import AugmentConfig, augment
+from jmrn.augment import AugmentConfig, augment, center_crop, check_crop, random_crop
 from jmrn.config import fingerprint
 from jmrn.device import resolve_device  # noqa: F401  (export and tests use it from here)
 from jmrn.io import LogWriter, atomic_path, save_torch
@@ -48,12 +50,15 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 1e-4
     weight_decay: float = 0.0
-    patience: int = 5
+    patience: int = 5  # in validations: ReduceLROnPlateau steps once per validation
+    eval_every: int = 5  # epochs between validations (public scripts: --save_every 5)
     seed: int = 0
     device: str = "auto"
     threads: int = 1
     select: str = "last"  # last | best_val (lowest validation classification loss)
     augment: AugmentConfig | None = None
+    crop: tuple[int, int] | None = None  # random window in training, centred one when evaluating
+    classify_both_views: bool = True  # classify both augmented views in every epoch (public code)
     contrastive: bool = False
     contrastive_weight: float = 0.05
     temperature: float = 0.3
@@ -81,10 +86,10 @@ def make_train_config(train: dict[str, Any], variant: dict[str, Any], seed: int)
     """Merge the training settings with one resolved variant (``jmrn.config.resolve_variant``)."""
     given = {f.name for f in fields(TrainConfig)} & set(train)
     ramp = train.get("contrastive_ramp") or {}
-    aug = variant.get("augment")
+    aug, crop = variant.get("augment"), variant.get("crop")
     return TrainConfig(
         **{k: train[k] for k in given}, seed=seed,
-        augment=AugmentConfig(**aug) if aug else None,
+        augment=AugmentConfig(**aug) if aug else None, crop=tuple(crop) if crop else None,
         contrastive=bool(variant.get("contrastive", False)),
         ramp_start=int(ramp.get("start", 0)), ramp_length=int(ramp.get("length", 0)),
     )
@@ -166,21 +171,25 @@ def build_variant_model(variant: dict[str, Any], shape: tuple[int, ...], num_cla
 def train_epoch(model: nn.Module, x: Maps, y: torch.Tensor, cfg: TrainConfig,
                 epoch: int, optimizer: torch.optim.Optimizer, device: torch.device,
                 scaler: torch.amp.GradScaler | None = None) -> dict[str, float]:
-    """One pass over the training set; the contrastive term (weight lambda_epoch) needs two
-    augmented views of every sample. Batches are read ahead (streamed maps) and augmented on
-    the training device; ``scaler`` scales fp16 gradients."""
+    """One pass over the training set. Each batch is cropped, then augmented twice (two views,
+    both classified, as the public code does; with ``classify_both_views: false`` one view
+    until the contrastive term, which needs two, starts). Batches are read ahead (streamed
+    maps) and augmented on the training device; ``scaler`` scales fp16 gradients."""
     model.train()
     gen = _epoch_generator(cfg.seed, epoch)
     torch.manual_seed(cfg.seed * 100_003 + epoch)  # dropout and any other global draw
     order = torch.randperm(len(x), generator=gen)
     batches = [idx for idx in torch.split(order, cfg.batch_size) if len(idx) >= 2]  # BatchNorm: 2+
     lam = contrastive_weight_at(cfg, epoch)
+    n_views = 2 if cfg.classify_both_views or lam > 0 else 1
     totals = {"loss": 0.0, "cls_loss": 0.0, "contrastive_loss": 0.0, "correct": 0.0, "n": 0}
     reads = iterate_batches(x, batches, cfg.loader_workers, pin_memory=device.type == "cuda")
     for idx, xb in zip(batches, reads):
         xb, yb = to_device(xb, device), y[idx].to(device)
+        if cfg.crop is not None:
+            xb = random_crop(xb, cfg.crop, gen)  # B x J x C x H' x W', shared by both views
         if cfg.augment is not None:
-            views = [augment(xb, cfg.augment, gen) for _ in range(2 if lam > 0 else 1)]
+            views = [augment(xb, cfg.augment, gen) for _ in range(n_views)]
             xb = torch.cat(views)
             yb = torch.cat([yb] * len(views))
         with autocast(device, cfg.precision):
@@ -232,7 +241,7 @@ def validate(model: nn.Module, x_train: Maps, val: tuple[Maps, torch.Tensor],
     recompute_batchnorm_stats(model, x_train, cfg.batch_size, device, cfg)
     xv, yv = val
     logits = torch.from_numpy(predict(model, xv, 0, device=device, precision=cfg.precision,
-                                      workers=cfg.loader_workers)["logits"])
+                                      workers=cfg.loader_workers, crop=cfg.crop)["logits"])
     stats = {"val_loss": float(classification_loss(logits, yv, cfg.multilabel)),
              "val_acc": _hits(logits, yv) / max(len(yv), 1)}
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -257,9 +266,11 @@ def fit(model: nn.Module, x: Maps, y: torch.Tensor, cfg: TrainConfig,
         stop_after: int | None = None, identity: Any = None) -> list[dict[str, float]]:
     """Train (resuming from ``checkpoint`` if it belongs to this run); returns the history.
 
-    ``val`` (maps, targets) drives the LR schedule and ``select: best_val``; without it the
-    training classification loss drives the schedule and the last epoch is kept. The
-    contrastive term never reaches the scheduler. ``identity`` (model settings, data hash) joins
+    Every ``eval_every`` epochs (and after the last) ``val`` (maps, targets) is evaluated; its
+    classification loss steps the LR schedule (not after the last epoch, as in the public loop)
+    and feeds ``select: best_val``. Without ``val`` the training classification loss of those
+    epochs steps the schedule and the last epoch is kept. The contrastive term never reaches
+    the scheduler. ``identity`` (model settings, data hash) joins
     the fingerprint of the run; ``stop_after`` ends this call after that many epochs (tests)."""
     device = resolve_device(cfg.device)
     step_model, scaler = prepare_model(model, cfg, device)
@@ -288,20 +299,23 @@ def fit(model: nn.Module, x: Maps, y: torch.Tensor, cfg: TrainConfig,
     for epoch in bar:
         t0 = time.perf_counter()
         stats = train_epoch(step_model, x, y, cfg, epoch, optimizer, device, scaler)
-        if has_val:
+        number = epoch + 1
+        evaluate = number % cfg.eval_every == 0 or number == cfg.epochs
+        stats.update(epoch=number, lr=optimizer.param_groups[0]["lr"],
+                     validated=int(evaluate and has_val))
+        if evaluate and has_val:
             val_stats, state = validate(model, x, val, cfg, device)
             stats.update(val_stats)
             if val_stats["val_loss"] < best["loss"]:
-                best = {"loss": val_stats["val_loss"], "epoch": epoch + 1, "state": state}
-        watched = stats["val_loss"] if has_val else stats["cls_loss"]  # never the contrastive term
-        stats.update(epoch=epoch + 1, lr=optimizer.param_groups[0]["lr"])
-        scheduler.step(watched)
+                best = {"loss": val_stats["val_loss"], "epoch": number, "state": state}
+        if number % cfg.eval_every == 0 and number < cfg.epochs:
+            scheduler.step(stats["val_loss"] if has_val else stats["cls_loss"])  # never the contrastive term
         history.append(stats)
         log.info("epoch %d: loss %.4f (cls %.4f, lambda %.4g) acc %.3f%s lr %.2e, %.1f s",
-                 epoch + 1, stats["loss"], stats["cls_loss"], stats["contrastive_weight"],
+                 number, stats["loss"], stats["cls_loss"], stats["contrastive_weight"],
                  stats["train_acc"],
-                 f" val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.3f}" if has_val else "",
-                 stats["lr"], time.perf_counter() - t0)
+                 f" val loss {stats['val_loss']:.4f} acc {stats['val_acc']:.3f}"
+                 if stats["validated"] else "", stats["lr"], time.perf_counter() - t0)
         save_torch({"run_id": run_id, "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                     "history": history, "best": best}, checkpoint)
@@ -336,10 +350,10 @@ def recompute_batchnorm_stats(model: nn.Module, x: Maps, batch_size: int,
         m.momentum = None  # cumulative average over the batches below
     model.train()
     batches = [b for b in sequential_batches(len(x), batch_size) if len(b) >= 2]
-    precision, workers = (cfg.precision, cfg.loader_workers) if cfg else ("fp32", 0)
+    precision, workers, crop = (cfg.precision, cfg.loader_workers, cfg.crop) if cfg else ("fp32", 0, None)
     for xb in iterate_batches(x, batches, workers):
         with autocast(device, precision):
-            model(to_device(xb, device))
+            model(center_crop(to_device(xb, device), crop))
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
@@ -371,6 +385,11 @@ def train_variant(potion_path: str, videos: str, split: int, variant: dict[str, 
         raise ValueError(f"split {split} has {len(tr.x)} usable training videos; need at least 2")
     cfg = replace(make_train_config(train, variant, seed), multilabel=tr.y.dim() == 2,
                   threads=max(1, threads), loader_workers=loader_workers)
+    check_crop(cfg.crop, tr.x.shape)
+    if cfg.contrastive and cfg.ramp_start + max(cfg.ramp_length, 1) > cfg.epochs:
+        log.warning("train.contrastive_ramp ends after the last epoch: lambda reaches only "
+                    "%.4g of train.contrastive_weight %g", contrastive_weight_at(cfg, cfg.epochs - 1),
+                    cfg.contrastive_weight)
     seed_everything(seed)
     model = build_variant_model(variant, tuple(tr.x.shape[1:]), len(tr.classes))
     log.info("variant %s: %s with %d parameters; %d training and %d validation videos of shape "
@@ -388,14 +407,15 @@ def train_variant(potion_path: str, videos: str, split: int, variant: dict[str, 
 @torch.no_grad()
 def predict(model: nn.Module, x: Maps, num_classes: int, batch_size: int = 64,
             device: torch.device | None = None, precision: str = "fp32",
-            workers: int = 0) -> dict[str, np.ndarray]:
-    """Logits (N x K) and, for JMRN, selector joint weights (N x J), in eval mode."""
+            workers: int = 0, crop: tuple[int, int] | None = None) -> dict[str, np.ndarray]:
+    """Logits (N x K) and, for JMRN, selector joint weights (N x J), in eval mode, of the
+    maps' centred ``crop`` window (the whole maps without one)."""
     device = device or torch.device("cpu")
     model.to(device).eval()
     logits, weights = [], []
     for xb in iterate_batches(x, sequential_batches(len(x), batch_size), workers):
         with autocast(device, precision):
-            out = model(to_device(xb, device))
+            out = model(center_crop(to_device(xb, device), crop))
         logits.append(out["logits"].float().cpu())
         if "joint_weights" in out:
             weights.append(out["joint_weights"].float().cpu())

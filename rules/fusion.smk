@@ -14,6 +14,7 @@ rule fusion:
         modalities=lambda wc: FUSIONS[wc.fusion],
         variants=fusion_variants,
         external=lambda wc: {m: EXTERNAL[m] for m in FUSIONS[wc.fusion] if m in EXTERNAL},
+        ava_max_detections=config["evaluation"]["ava_max_detections_per_keyframe"],
     threads: job_threads("local")
     resources:
         **job_resources("local"),

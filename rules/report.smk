@@ -53,6 +53,8 @@ rule report:
         stage="report",
         dataset=DATASET,
         metric=config["report"].get("metric", "mean_class_accuracy"),
+        adapter=config["dataset"]["adapter"],
+        poses=pose_source(config),
         history_labels=VARIANTS,
         variants={v: resolve_variant(config, v) for v in VARIANTS},
     threads: job_threads("local")

@@ -43,6 +43,7 @@ rule export:
         device=config["train"]["device"],
         val_fraction=config["train"]["val_fraction"],
         precision=config["train"]["precision"],
+        ava_max_detections=config["evaluation"]["ava_max_detections_per_keyframe"],
     threads: job_threads("export")
     resources:
         **job_resources("export", split_maps_mb(with_test=True)),

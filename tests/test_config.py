@@ -12,10 +12,22 @@ from jmrn.errors import UserError
 
 @pytest.mark.parametrize("files", [[], ["config/utd_mhad.yaml"], ["config/paper.yaml", "config/hmdb51.yaml"],
                                    ["config/paper.yaml", "config/charades.yaml"],
-                                   ["config/paper.yaml", "config/jhmdb.yaml"]])
+                                   ["config/paper.yaml", "config/jhmdb.yaml"],
+                                   ["config/paper.yaml", "config/ava.yaml"],
+                                   ["config/paper.yaml", "config/kinetics_mimetics.yaml"],
+                                   ["config/paper.yaml", "config/mmaction_skeleton.yaml"],
+                                   ["config/paper.yaml", "config/custom.yaml"]])
 def test_shipped_configs_and_overlays_are_valid(files):
     config = merged_config(files)
     assert config["train"]["val_fraction"] == 0.1  # the schema's defaults are filled in
+    assert config["evaluation"]["ava_max_detections_per_keyframe"] == 50
+
+
+def test_a_crop_larger_than_the_maps_is_refused(tmp_path):
+    bad = tmp_path / "crop.yaml"
+    bad.write_text("augment:\n  crop: {height: 32, width: 64}\n")  # the demo's maps: 32 x 43
+    with pytest.raises(UserError, match=r"augment.crop 32 x 64 is larger than the PoTion maps \(32 x 43\)"):
+        merged_config([str(bad)])
 
 
 @pytest.mark.parametrize("text,message", [

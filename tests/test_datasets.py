@@ -196,12 +196,14 @@ def test_charades_trains_with_bce_and_reports_map(tiny_demo, tmp_path):
                  [str(tmp_path / n / "history.csv") for n in logits], list(logits),
                  list(logits.values()), [str(fusion_dir / "metrics.json")],
                  logits["jmrn"], str(tmp_path / "jmrn" / "joint_weights.csv"), outputs,
-                 variants={n: {**v, "augment": None} for n, v in variants.items()}, metric="mAP")
+                 variants={n: {**v, "augment": None} for n, v in variants.items()}, metric="mAP",
+                 adapter="charades", poses="openpifpaf")
     summary = pd.read_csv(outputs["summary_csv"])
     assert summary["split1_mean (%)"].between(0, 100).all() and len(summary) == 2
     assert (summary["runs"] == 1).all()
     assert "# charades: mAP" in Path(outputs["summary_md"]).read_text()
-    assert "paper Charades mAP (%)" in pd.read_csv(outputs["ablation_csv"]).columns
+    ablation = pd.read_csv(outputs["ablation_csv"])
+    assert "paper, split 1 (%), OpenPose" in ablation.columns and set(ablation["poses"]) == {"openpifpaf"}
     assert all(Path(outputs[k]).stat().st_size > 1000 for k in ("confusion", "joint_weights",
                                                                 "per_class_accuracy", "potion_examples"))
 

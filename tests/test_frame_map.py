@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from jmrn.frame_map import at_keyframes, box_iou, detections_from_scores, frame_average_precisions, \
-    frame_map, voc_average_precision
+    frame_map, top_per_keyframe, voc_average_precision
 
 
 def table(rows, score=True):
@@ -117,3 +117,38 @@ def test_vectorised_matching_equals_the_one_at_a_time_reference(seed):
         assert want.any() and (got == want).all()
     assert not class_true_positives(det, truth.iloc[:0], 0.5).any()
     assert len(class_true_positives(det.iloc[:0], truth, 0.5)) == 0
+
+
+def test_at_most_n_detections_per_keyframe_as_the_official_reader():
+    """One ground-truth box of class 0 at keyframe v/902, where three detections of other
+    classes score above the true one, and a class-0 false positive at another keyframe ranked
+    first. Keeping all (or 4 per keyframe): FP then TP, AP 1/2 (classes 1-3 have no ground
+    truth). Keeping 3 per keyframe drops the true detection (v's 4th score): AP 0."""
+    gt = table([("v", 902, 0.1, 0.1, 0.5, 0.9, 0)], score=False)
+    box = (0.1, 0.1, 0.5, 0.9)
+    det = table([("v", 902, *box, 1, 0.9), ("v", 902, *box, 2, 0.8), ("v", 902, *box, 3, 0.7),
+                 ("v", 902, *box, 0, 0.6),
+                 ("w", 10, *box, 0, 0.95)])  # another keyframe: its own 3, a false positive
+    assert frame_map(det, gt, 4, max_per_keyframe=0) == pytest.approx(0.5)  # FP ranked first
+    assert frame_map(det, gt, 4, max_per_keyframe=4) == pytest.approx(0.5)
+    assert frame_map(det, gt, 4, max_per_keyframe=3) == 0.0
+    kept = top_per_keyframe(det, 3)
+    assert sorted(kept["class"].tolist()) == [0, 1, 2, 3] and len(kept) == 4
+    assert 0.6 not in kept["score"].tolist()  # v's lowest-scoring detection went
+    ties = table([("v", 1, *box, c, 0.5) for c in range(4)])
+    assert sorted(top_per_keyframe(ties, 2)["class"]) == [2, 3]  # equal scores: higher class first
+
+
+def test_keyframe_evaluator_default_is_the_official_cap():
+    from jmrn.frame_map import OFFICIAL_MAX_PER_KEYFRAME, KeyframeEvaluator
+
+    table_ = {"videos": [{"video_id": "b0", "source": "v", "timestamp": 902, "x1": 0.1,
+                          "y1": 0.1, "x2": 0.5, "y2": 0.9}],
+              "ground_truth": [{"video": "v", "timestamp": 902, "x1": 0.1, "y1": 0.1, "x2": 0.5,
+                                "y2": 0.9, "class": 0, "subset": "test"}],
+              "classes": ["a"] * 60}
+    assert OFFICIAL_MAX_PER_KEYFRAME == 50
+    scores = np.zeros((1, 60))
+    scores[0, 1:51] = 1.0  # 50 other classes above the true one
+    assert KeyframeEvaluator.from_table(table_).frame_map(["b0"], scores, "test") == 0.0
+    assert KeyframeEvaluator.from_table(table_, 0).frame_map(["b0"], scores, "test") == 1.0

@@ -3,7 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from jmrn.augment import AugmentConfig, augment, joint_shifts, transform_maps
+from jmrn.augment import (AugmentConfig, augment, center_crop, check_crop, joint_shifts,
+                          random_crop, transform_maps)
+from jmrn.errors import UserError
 from jmrn.losses import joint_contrastive_loss
 from jmrn.models import build_model
 from jmrn.pose.skeleton import GROUPS, JOINT_INDEX, flip_permutation
@@ -136,3 +138,46 @@ def test_augment_is_deterministic_given_the_generator():
     b = augment(x, cfg, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
     assert np.isfinite(a.numpy()).all()
+
+
+@pytest.mark.parametrize("arch,opts,expected", [
+    ("potion", {}, 6), ("potion", {"extra_layers": 3}, 9), ("jmrn", {}, 6),
+    ("jmrn", {"siamese": False, "extractor_layers": 2}, 4),
+])
+def test_dropout_follows_every_convolution_as_the_public_model(arch, opts, expected):
+    """Dropout2d after each convolution of PoTion, of JMRN's per-joint extractor and of its
+    reasoning head's two 3x3 convolutions (public models.py); rate 0 adds no module at all."""
+    dropped = build_model(arch, 18, 3, 7, width=0.125, dropout=0.25, **opts)
+    plain = build_model(arch, 18, 3, 7, width=0.125, **opts)
+    rates = [m.p for m in dropped.modules() if isinstance(m, torch.nn.Dropout2d)]
+    assert rates == [0.25] * expected
+    assert not [m for m in plain.modules() if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d))]
+    assert dropped.state_dict().keys() == plain.state_dict().keys()
+    if arch == "jmrn":
+        convs = [m for m in dropped.extractor.net.modules() if isinstance(m, torch.nn.Sequential)
+                 and isinstance(m[0], torch.nn.Conv2d)]
+        assert all(isinstance(block[-1], torch.nn.Dropout2d) for block in convs)
+        assert not isinstance(dropped.head.net[0][-1], torch.nn.Dropout2d)  # not after the 1x1
+
+
+def test_random_crop_takes_a_window_of_each_sample():
+    n, h, w = 64, 6, 9
+    x = torch.arange(h * w, dtype=torch.float32).reshape(1, 1, 1, h, w).expand(n, 18, 3, h, w)
+    out = random_crop(x, (4, 5), torch.Generator().manual_seed(0))
+    assert out.shape == (n, 18, 3, 4, 5)
+    top, left = (out[:, 0, 0, 0, 0] // w).long(), (out[:, 0, 0, 0, 0] % w).long()
+    for i in range(n):  # each sample a contiguous window, the same for every joint and channel
+        assert torch.equal(out[i], x[i, :, :, top[i]:top[i] + 4, left[i]:left[i] + 5])
+    assert set(top.tolist()) == {0, 1, 2} and set(left.tolist()) == {0, 1, 2, 3, 4}  # all offsets
+    assert random_crop(x, (h, w), torch.Generator()) is x  # the whole map: nothing drawn
+
+
+def test_center_crop_rounds_as_the_public_loader():
+    x = torch.arange(64 * 86, dtype=torch.float32).reshape(1, 1, 1, 64, 86)
+    out = center_crop(x, (64, 64))
+    assert out.shape[-2:] == (64, 64) and out[0, 0, 0, 0, 0].item() == 11  # (86 - 64) / 2
+    odd = center_crop(torch.zeros(1, 1, 1, 9, 10), (4, 4))  # numpy rounds 2.5 -> 2, 3.0 -> 3
+    assert odd.shape[-2:] == (4, 4)
+    assert center_crop(x, None) is x
+    with pytest.raises(UserError, match="larger than the PoTion maps"):
+        check_crop((64, 90), x.shape)

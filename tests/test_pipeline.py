@@ -60,7 +60,8 @@ def test_every_declared_output_is_well_formed(finished_run: Path):
             assert (d / "model.pt").stat().st_size > 0
             history = pd.read_csv(d / "history.csv")
             assert list(history["epoch"]) == [1, 2]
-            assert {"val_loss", "val_acc", "lr", "selected"} <= set(history.columns)
+            assert {"val_loss", "val_acc", "lr", "selected", "validated"} <= set(history.columns)
+            assert list(history["validated"]) == [0, 1]  # every 5 epochs and after the last
             metrics = json.loads((d / "metrics.json").read_text())
             assert 0 <= metrics["mean_class_accuracy"] <= 1 and metrics["n_test"] > 0
             assert (metrics["split"], metrics["variant"], metrics["seed"]) == (split, variant, 0)
@@ -74,6 +75,9 @@ def test_every_declared_output_is_well_formed(finished_run: Path):
         assert fusion["fit"]["subset"] == "val" and fusion["split"] == split
     summary = (res / "tables" / "summary.md").read_text()
     assert "potion" in summary and "jmrn" in summary and "±" in summary
+    ablation = pd.read_csv(res / "tables" / "demo_ablation.csv")
+    assert not [c for c in ablation.columns if "paper," in c]  # the paper has no demo figures
+    assert set(ablation["poses"]) == {"rendered markers"}
     for png in ("learning_curves", "confusion", "joint_weights", "per_class_accuracy",
                 "potion_examples"):
         assert (res / "plots" / f"demo_{png}.png").read_bytes()[:4] == b"\x89PNG"

@@ -14,11 +14,12 @@ class JointFeatureExtractor(nn.Module):
     Siamese: one set of weights for all joints, run once on the batch with joints folded in.
     Non-Siamese: separate weights per joint, run together as grouped convolutions (the paper's
     ablation uses narrower and shallower ones: ``width`` < 1 and ``layers`` = 2, i.e. only the
-    two stride-2 convolutions, so the output keeps its resolution).
+    two stride-2 convolutions, so the output keeps its resolution). ``dropout``: Dropout2d
+    after every convolution (the public model's placement).
     """
 
     def __init__(self, joints: int, channels: int, width: float, siamese: bool = True,
-                 layers: int = 4) -> None:
+                 layers: int = 4, dropout: float = 0.0) -> None:
         super().__init__()
         if layers not in (2, 4):
             raise ValueError(f"extractor_layers must be 2 or 4, got {layers}")
@@ -26,8 +27,11 @@ class JointFeatureExtractor(nn.Module):
         g = 1 if siamese else joints
         c1, c2 = scaled(128, width) * g, scaled(256, width) * g
         self.out_channels = c2 // g
-        convs = [conv_relu(channels * g, c1, stride=2, groups=g), conv_relu(c1, c1, groups=g),
-                 conv_relu(c1, c2, stride=2, groups=g), conv_relu(c2, c2, groups=g)]
+        p = dropout
+        convs = [conv_relu(channels * g, c1, stride=2, groups=g, dropout=p),
+                 conv_relu(c1, c1, groups=g, dropout=p),
+                 conv_relu(c1, c2, stride=2, groups=g, dropout=p),
+                 conv_relu(c2, c2, groups=g, dropout=p)]
         self.net = nn.Sequential(*(convs if layers == 4 else [convs[0], convs[2]]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,23 +78,21 @@ class ProjectionHead(nn.Module):
 class ReasoningHead(nn.Module):
     """Inter-joint reasoning over the weighted, compressed joint features -> class logits.
 
-    ``dropout`` drops whole feature maps (Dropout2d) of the joint features entering the head,
-    the regularisation the public code switches on for Charades."""
+    ``dropout``: Dropout2d after the two 3x3 convolutions, as the public model (Charades)."""
 
     def __init__(self, joints: int, c_dim: int, width: float, num_classes: int,
                  dropout: float = 0.0) -> None:
         super().__init__()
         c = scaled(512, width)
-        self.dropout = nn.Dropout2d(dropout)
         self.net = nn.Sequential(
             conv_bn_relu(joints * c_dim, c, kernel=1),
-            conv_bn_relu(c, c, stride=2), conv_bn_relu(c, c),
+            conv_bn_relu(c, c, stride=2, dropout=dropout), conv_bn_relu(c, c, dropout=dropout),
         )
         self.fc = nn.Linear(c, num_classes)
 
     def forward(self, weighted: torch.Tensor) -> torch.Tensor:
         n, j, d, h, w = weighted.shape  # N x J x c_dim x h' x w'
-        f = self.net(self.dropout(weighted.reshape(n, j * d, h, w))).mean(dim=(2, 3))  # N x C
+        f = self.net(weighted.reshape(n, j * d, h, w)).mean(dim=(2, 3))  # N x C
         return self.fc(f)
 
 
@@ -106,7 +108,7 @@ class JMRN(nn.Module):
         self.reweight = reweight
         self.input_norm = nn.BatchNorm2d(joints * channels)  # per joint and channel
         self.extractor = JointFeatureExtractor(joints, channels, width * extractor_width, siamese,
-                                               extractor_layers)
+                                               extractor_layers, dropout)
         feat = self.extractor.out_channels
         c_dim = scaled(c_dim, width)
         self.compress = nn.Sequential(nn.Linear(feat, c_dim), nn.ReLU(inplace=True))  # 1x1 conv
