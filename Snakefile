@@ -1,22 +1,38 @@
 # JMRN pose-action pipeline: manifest -> pose -> potion -> train -> export -> fusion -> report.
-# Run `snakemake --cores all all`; another dataset: `--configfile config/<dataset>.yaml`;
-# on SLURM `snakemake --profile slurm all`; one split: `snakemake --profile slurm split2`.
+# The demo: `snakemake --cores all all --configfile config/demo.yaml`; a dataset:
+# `--configfile config/paper.yaml config/<dataset>.yaml`; on SLURM `snakemake --profile slurm
+# all --configfile ...`; one split: `snakemake --profile slurm split2 --configfile ...`.
+import os
 import sys
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from jmrn.config import check_config, pose_source, resolve_variant, train_settings
+from jmrn.cli import validate_config
+from jmrn.config import pose_source, resolve_variant, train_settings
+from jmrn.errors import UserError
+from jmrn.preflight import missing_inputs, runs_jobs
 from jmrn.profiles import check_profile
 
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")  # the defaults, wherever Snakemake runs
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-check_config(config)
-check_profile(sys.argv, workflow.basedir)
+report: "workflow/report/workflow.rst"
+
+
+# A bad config, or inputs that are not there, stop the run before any job: one line each.
+try:
+    validate_config(config, " + ".join(["config/config.yaml", *map(str, workflow.overwrite_configfiles or [])]))
+    check_profile(sys.argv, workflow.basedir)
+except UserError as exc:
+    sys.exit(f"error: {exc}")
+MISSING = missing_inputs(config)
+if MISSING and runs_jobs(sys.argv):
+    sys.exit("\n".join(f"error: missing {line}" for line in MISSING))
+for line in MISSING:  # a dry run or a report: say so, and go on
+    print(f"warning: missing {line}", file=sys.stderr)
 
 
 include: "rules/common.smk"
@@ -50,3 +66,13 @@ for _split in SPLITS:
             run_file("metrics.json", split=_split, variant=VARIANTS, seed=SEEDS),
             expand(f"{FUSION_DIR}/metrics.json", dataset=DATASET, split=_split, fusion=list(FUSIONS), seed=SEEDS),
         localrule: True
+
+
+onsuccess:
+    import atexit
+
+    from jmrn.report import finished_message
+
+    # After Snakemake's own closing lines: where the tables are and how to make the report.
+    atexit.register(print, finished_message(DATASET, [os.path.relpath(f) for f in workflow.overwrite_configfiles or []]),
+                    file=sys.stderr, flush=True)

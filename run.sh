@@ -2,6 +2,7 @@
 # The project's two commands, plus the set-up they share. Idempotent: a second run skips
 # what is already installed.
 #   bash run.sh demo    set up .venv, then run the whole pipeline on the embedded demo dataset
+#                       (config/demo.yaml over the defaults in config/config.yaml)
 #   bash run.sh test    set up .venv, then run the test suite
 #   bash run.sh install only set up .venv
 #   bash run.sh link-profile   point ~/.config/snakemake/slurm at this checkout's SLURM profile
@@ -27,7 +28,7 @@ install() {
   # All pinned dependencies (torch 2.9.1 + torchvision 0.24.1 included) and this package.
   "${pip[@]}" -q -e ".[test,openpifpaf,mediapipe]"
   # openpifpaf has no cp311 wheel and pins torch 1.13.1: build its C++ extension against the
-  # torch installed above, without letting pip replace that torch (DESIGN.md §5).
+  # torch installed above, without letting pip replace that torch.
   if ! "$VENV/bin/python" -c "import openpifpaf" >/dev/null 2>&1; then
     echo "building $OPENPIFPAF against the installed torch (about 2-3 minutes)"
     "${pip[@]}" -q --no-cache-dir --no-build-isolation --no-deps "$OPENPIFPAF"
@@ -61,7 +62,7 @@ link_slurm_profile() {
 
 case "${1:-}" in
   install) install ;;
-  demo) install; "$VENV/bin/snakemake" --cores all all "${@:2}" ;;
+  demo) install; "$VENV/bin/snakemake" --cores all all --configfile config/demo.yaml "${@:2}" ;;
   test) install; "$VENV/bin/python" -m pytest "${@:2}" ;;
   link-profile) link_slurm_profile replace ;;
   *) echo "usage: bash run.sh {demo|test|install|link-profile} [extra args]" >&2; exit 2 ;;

@@ -1,8 +1,10 @@
 """Command line helpers outside the Snakemake DAG (see README):
 
   python -m jmrn demo-data ROOT                     write the demo dataset
-  python -m jmrn check-config [FILE ...]            validate config files as Snakemake merges them
-  python -m jmrn recipe [FILE ...]                  the training recipe those files give
+  python -m jmrn check-config [--print] FILE ...    validate config files as Snakemake merges them,
+                                                    list missing inputs, print the merged config
+  python -m jmrn recipe FILE ...                    the training recipe those files give
+  python -m jmrn status [--results DIR]             progress of a run, read from its logs
   python -m jmrn openpifpaf-state-dict CKPT SHA256 OUT   a trusted openpifpaf model -> state dict
 """
 from __future__ import annotations
@@ -43,24 +45,39 @@ def schema_problem(config: dict[str, Any]) -> str:
     return f"{where}: {error.message}"
 
 
+NO_DATASET = ("no dataset chosen: add --configfile config/demo.yaml (the demo), or "
+              "config/paper.yaml config/<dataset>.yaml (a dataset file names its data)")
+
+
+def validate_config(config: dict[str, Any], files: str) -> dict[str, Any]:
+    """Validate a merged config against the schema (filling in its defaults) and cross-check
+    it; every problem is one ``UserError`` line naming ``files`` and the key. The Snakefile and
+    ``check-config`` both call this."""
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    if "dataset" not in config:
+        raise UserError(NO_DATASET)
+    try:
+        validate(config, str(SCHEMA))
+    except WorkflowError as exc:
+        raise UserError(f"{files}: {schema_problem(config)}") from exc
+    try:
+        check_config(config)
+    except ValueError as exc:
+        raise UserError(f"{files}: {exc}") from exc
+    return config
+
+
 def merged_config(files: list[str]) -> dict[str, Any]:
     """config/config.yaml with each file merged on top, then validated against the schema (with
     its defaults filled in) and cross-checked: what ``snakemake --configfile FILE ...`` runs."""
-    from snakemake.exceptions import WorkflowError
-    from snakemake.utils import update_config, validate
+    from snakemake.utils import update_config
 
     config = read_config_file(DEFAULT_CONFIG)
     for path in files:
         update_config(config, read_config_file(path))
-    try:
-        validate(config, str(SCHEMA))
-    except WorkflowError as exc:
-        raise UserError(f"{' + '.join(files) or DEFAULT_CONFIG.name}: {schema_problem(config)}") from exc
-    try:
-        check_config(config)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-    return config
+    return validate_config(config, " + ".join(["config/config.yaml", *files]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,11 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--classes", type=int, default=10)
     demo.add_argument("--videos-per-class", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
-    check = sub.add_parser("check-config", help="validate config files merged onto the defaults")
+    check = sub.add_parser("check-config", help="validate config files merged onto the defaults "
+                                                "and list the input files that are missing")
     check.add_argument("configs", nargs="*", metavar="FILE")
+    check.add_argument("--print", action="store_true", help="print the merged config (YAML)")
     recipe = sub.add_parser("recipe", help="print the training recipe of the full model that "
                                            "config files merged onto the defaults give")
     recipe.add_argument("configs", nargs="*", metavar="FILE")
+    status = sub.add_parser("status", help="per stage done/total and each running training's "
+                                           "epoch and ETA, read from the run's logs")
+    status.add_argument("--results", default="results", help="the run's results folder")
     convert = sub.add_parser("openpifpaf-state-dict",
                              help="load a trusted pickled openpifpaf checkpoint (its SHA-256 "
                                   "given) and save its weights as a state dict")
@@ -92,12 +114,26 @@ def main(argv: list[str] | None = None) -> int:
             demo_module.generate(args.root, classes=args.classes,
                                  videos_per_class=args.videos_per_class, seed=args.seed)
         elif args.command == "check-config":
-            merged_config(args.configs)
-            print("config ok")
+            import yaml
+
+            from jmrn.preflight import missing_inputs
+
+            config = merged_config(args.configs)
+            if args.print:
+                print(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), end="")
+            missing = missing_inputs(config)
+            print("config ok" + (f", but {len(missing)} input(s) are missing; a run stops "
+                                 "before any job until they exist:" if missing else ""))
+            for line in missing:
+                print(f"missing: {line}")
         elif args.command == "recipe":
             from jmrn.recipe import recipe_table
 
             print(recipe_table({" + ".join(args.configs) or "defaults": merged_config(args.configs)}))
+        elif args.command == "status":
+            from jmrn.status import print_status
+
+            print_status(args.results)
         elif args.command == "openpifpaf-state-dict":
             from jmrn.pose.openpifpaf_backend import save_state_dict
 

@@ -10,7 +10,7 @@ import torch
 
 from jmrn.frame_map import OFFICIAL_MAX_PER_KEYFRAME, KeyframeEvaluator
 from jmrn.io import atomic_path, write_json
-from jmrn.metrics import evaluate
+from jmrn.metrics import confusion_counts, evaluate, per_class_scores
 from jmrn.models import count_parameters
 from jmrn.pose.skeleton import JOINTS
 from jmrn.tables import label_table, read_split_json
@@ -28,12 +28,14 @@ def _no_nan(metrics: dict[str, Any]) -> dict[str, Any]:
 def export_variant(potion_path: str, videos: str, split: int, variant: dict[str, Any],
                    model_path: str, device: str, out_logits: str, out_metrics: str,
                    out_joint_weights: str, seed: int, val_fraction: float,
+                   out_confusion: str | None = None,
                    precision: str = "fp32", threads: int = 1, max_memory_gb: float | None = None,
                    loader_workers: int = 0,
                    max_per_keyframe: int = OFFICIAL_MAX_PER_KEYFRAME) -> dict[str, Any]:
     """Write logits.csv (train, val and test rows: fusion fits on val), metrics.json (test
-    metrics, val metrics, and what identifies the run: split, variant, seed, threads, size)
-    and joint_weights.csv (selector weights per video). Person boxes (AVA) also get
+    metrics with per-class accuracy, or AP for multi-label data; val metrics; and what
+    identifies the run: split, variant, seed, threads, size), joint_weights.csv (selector
+    weights per video) and confusion.csv (test counts, true class x top-1 prediction). Person boxes (AVA) also get
     frame-mAP@0.5 with at most ``max_per_keyframe`` detections per keyframe."""
     torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
@@ -44,7 +46,7 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
     keyframes = KeyframeEvaluator.from_table(table, max_per_keyframe)
-    frames, weights_rows, scores = [], [], {}
+    frames, weights_rows, scores, test_scores = [], [], {}, None
     for subset, part in data.items():
         out = predict(model, part.x, len(part.classes), device=dev, precision=precision,
                       workers=loader_workers, crop=variant.get("crop"))
@@ -55,6 +57,8 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
             weights_rows.append(pd.concat([meta, pd.DataFrame(out["joint_weights"], columns=list(JOINTS))],
                                           axis=1))
         scores[subset] = evaluate(part.y.numpy(), out["logits"])
+        if subset == "test":
+            test_scores = out["logits"]
         if keyframes is not None:  # person boxes (AVA): frame-mAP@0.5 against the ground truth
             scores[subset]["frame_mAP"] = keyframes.frame_map(part.ids, out["logits"], subset)
     with atomic_path(out_logits) as tmp:
@@ -62,7 +66,15 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     with atomic_path(out_joint_weights) as tmp:
         cols = [*frames[0].columns[:3], *JOINTS]
         (pd.concat(weights_rows) if weights_rows else pd.DataFrame(columns=cols)).to_csv(tmp, index=False)
+    test = data["test"]
+    per_class = per_class_scores(test.y.numpy(), test_scores)
+    if out_confusion is not None:
+        with atomic_path(out_confusion) as tmp:
+            pd.DataFrame(confusion_counts(test.y.numpy(), test_scores), columns=test.classes,
+                         index=pd.Index(test.classes, name="true")).to_csv(tmp)
     metrics = _no_nan(scores["test"])
+    metrics["per_class"] = _no_nan(dict(zip(test.classes, map(float, per_class))))
+    metrics["per_class_metric"] = "AP" if test.y.dim() == 2 else "accuracy"
     metrics.update(
         split=split, variant=variant.get("name", ""), seed=seed, threads=max(1, threads),
         torch=torch.__version__, n_classes=len(first.classes), n_train=len(first.ids),

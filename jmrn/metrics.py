@@ -69,6 +69,33 @@ def multilabel_metrics(targets: np.ndarray, scores: np.ndarray) -> dict[str, flo
     }
 
 
+def per_class_scores(targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Per class: the share of its test videos whose top-1 prediction is right (single-label:
+    N class indices; sklearn's per-class recall), or its AP (multi-label: N x K multi-hot);
+    NaN for a class without a test video."""
+    from sklearn.metrics import recall_score
+
+    k = scores.shape[1]
+    if targets.ndim == 2:
+        return np.array([average_precision(targets[:, c], scores[:, c]) for c in range(k)])
+    if not len(targets):
+        return np.full(k, np.nan)
+    return recall_score(targets, scores.argmax(axis=1), labels=np.arange(k), average=None,
+                        zero_division=np.nan)
+
+
+def confusion_counts(targets: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """K x K counts, rows the true class, columns the top-1 prediction (sklearn's confusion
+    matrix); a multi-label video counts once for each of its labels."""
+    from sklearn.metrics import confusion_matrix
+
+    k = scores.shape[1]
+    predicted = scores.argmax(axis=1) if len(scores) else np.zeros(0, int)
+    if targets.ndim == 2:
+        return (targets.T @ np.eye(k)[predicted]).astype(np.int64)
+    return confusion_matrix(targets, predicted, labels=np.arange(k))
+
+
 def evaluate(targets: np.ndarray, scores: np.ndarray) -> dict[str, float]:
     """Single-label metrics for N class indices, multi-label ones for N x K multi-hot targets."""
     if targets.ndim == 2:

@@ -15,7 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from jmrn.io import atomic_path, read_video_table, value_columns  # noqa: E402
-from jmrn.metrics import average_precision, top1_hits  # noqa: E402
+
 from jmrn.store import PotionStore  # noqa: E402
 from jmrn.tables import (  # noqa: E402
     LABEL_SEPARATOR, class_names, label_targets, parse_labels, read_manifest)
@@ -81,14 +81,32 @@ def _read_json(path: str | os.PathLike) -> dict:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+HTML_PAGE = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>{title}</title><style>
+body {{font-family: sans-serif; margin: 1em;}} table {{border-collapse: collapse;}}
+th, td {{border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: right;}}
+th {{background: #eee;}} td:first-child, th:first-child {{text-align: left;}}
+</style></head><body><h3>{title}</h3>{table}<p>{note}</p></body></html>
+"""
+
+
 def write_table(frame: pd.DataFrame, csv_path: str | os.PathLike, md_path: str | os.PathLike,
-                title: str, markdown: pd.DataFrame | None = None, note: str = "") -> None:
-    """Write a table as CSV (numbers) and Markdown (``markdown``, formatted, if given)."""
+                title: str, markdown: pd.DataFrame | None = None, note: str = "",
+                html_path: str | os.PathLike | None = None) -> None:
+    """Write a table as CSV (numbers), Markdown (``markdown``, formatted, if given) and, for
+    the HTML report, a page with the Markdown table rendered."""
     with atomic_path(csv_path) as tmp:
         frame.to_csv(tmp, index=False)
     shown = frame if markdown is None else markdown
     with atomic_path(md_path) as tmp:
         tmp.write_text(f"# {title}\n\n{shown.to_markdown(index=False)}\n{note}", encoding="utf-8")
+    if html_path is not None:
+        import html
+
+        page = HTML_PAGE.format(title=html.escape(title), note=html.escape(note.strip()),
+                                table=shown.to_html(index=False, na_rep="—", border=0))
+        with atomic_path(html_path) as tmp:
+            tmp.write_text(page, encoding="utf-8")
 
 
 def mean_std(values) -> str:
@@ -195,14 +213,17 @@ def fusion_table(fusion_files: Sequence[str],
     return aggregate_runs(long, ["fusion", "method", "fitted on"], "value")
 
 
-def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], out_png: str) -> None:
-    """Classification loss and top-1 accuracy per epoch (training solid, validation dashed
-    with a dot per validation, every ``train.eval_every`` epochs), and the learning rate,
-    whose drops are decided by the validation loss only."""
-    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(14, 4))
-    for i, (path, label) in enumerate(zip(history_files, labels)):
+def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str],
+                         splits: Sequence[int], out_png: str) -> None:
+    """One row per split: classification loss and top-1 accuracy per epoch (training solid,
+    validation dashed with a dot per validation, every ``train.eval_every`` epochs), and the
+    learning rate, whose drops are decided by the validation loss only."""
+    rows = sorted(set(splits))
+    fig, axes = plt.subplots(len(rows), 3, figsize=(14, 3.6 * len(rows)), squeeze=False)
+    for path, label, split in zip(history_files, labels, splits):
+        ax_loss, ax_acc, ax_lr = axes[rows.index(split)]
         h = pd.read_csv(path)
-        colour = f"C{i % 10}"
+        colour = f"C{sorted(set(labels)).index(label) % 10}"
         ax_loss.plot(h["epoch"], h["cls_loss"], color=colour, label=f"{label} train")
         ax_acc.plot(h["epoch"], h["train_acc"] * 100, color=colour, label=f"{label} train")
         if "val_loss" in h:
@@ -215,35 +236,30 @@ def plot_learning_curves(history_files: Sequence[str], labels: Sequence[str], ou
         if "selected" in h and h["selected"].any():
             kept = h[h["selected"] == 1]
             ax_acc.scatter(kept["epoch"], kept["train_acc"] * 100, color=colour, marker="o", zorder=3)
-    ax_loss.set(xlabel="epoch", ylabel="classification loss", yscale="log", title="Loss")
-    ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)", title="Accuracy (dot: kept epoch)")
-    ax_lr.set(xlabel="epoch", ylabel="learning rate", yscale="log", title="Learning rate")
-    ax_acc.legend(fontsize=6)
+    for split, (ax_loss, ax_acc, ax_lr) in zip(rows, axes):
+        ax_loss.set(xlabel="epoch", ylabel="classification loss", yscale="log",
+                    title=f"split {split}: loss")
+        ax_acc.set(xlabel="epoch", ylabel="top-1 accuracy (%)",
+                   title=f"split {split}: accuracy (dot: kept epoch)")
+        ax_lr.set(xlabel="epoch", ylabel="learning rate", yscale="log",
+                  title=f"split {split}: learning rate")
+        ax_acc.legend(fontsize=6)
     fig.tight_layout()
     _save(fig, out_png)
 
 
-def _targets(table: pd.DataFrame, num_classes: int) -> np.ndarray:
-    """N x K 0/1 matrix of true classes (one-hot, or multi-hot for multi-label tables)."""
-    y = label_targets(table, num_classes)
-    return y if y.ndim == 2 else np.eye(num_classes, dtype=np.float32)[y]
+def summed_confusion(confusion_files: Sequence[str]) -> pd.DataFrame:
+    """The confusion counts (true x predicted) of several runs added up."""
+    tables = [pd.read_csv(p, index_col=0) for p in confusion_files]
+    return sum(tables[1:], tables[0])
 
 
-def test_predictions(logits_csv: str) -> tuple[list[str], np.ndarray, np.ndarray, bool]:
-    """Class names, N x K true-class matrix, N x K scores of a logits.csv's test rows, and
-    whether the table is multi-label."""
-    table = read_video_table(logits_csv)
-    test = table[table["subset"] == "test"]
-    classes = value_columns(table)
-    return classes, _targets(test, len(classes)), test[classes].to_numpy(float), "labels" in table
-
-
-def plot_confusion(logits_csv: str, out_png: str, title: str) -> None:
-    """Rows: true class (each label of a multi-label video counts), columns: top-1 prediction."""
-    classes, truth, scores, _ = test_predictions(logits_csv)
+def plot_confusion(counts: pd.DataFrame, out_png: str, title: str) -> None:
+    """Rows: true class (each label of a multi-label video counts), columns: top-1 prediction;
+    each row as a share of its class's test videos."""
+    classes = list(counts.columns)
     k = len(classes)
-    predicted = np.eye(k)[scores.argmax(1)] if len(scores) else np.zeros((0, k))
-    cm = truth.T @ predicted
+    cm = counts.to_numpy(float)
     cm /= np.maximum(cm.sum(1, keepdims=True), 1)
     margin = 0.07 * max(map(len, classes), default=0)  # room for the tick labels (inches)
     fig, ax = plt.subplots(figsize=(2.5 + 0.45 * k + margin, 1.5 + 0.4 * k + margin))
@@ -254,6 +270,12 @@ def plot_confusion(logits_csv: str, out_png: str, title: str) -> None:
     fig.colorbar(im, ax=ax, label="% of true class")
     fig.tight_layout()
     _save(fig, out_png)
+
+
+def _targets(table: pd.DataFrame, num_classes: int) -> np.ndarray:
+    """N x K 0/1 matrix of true classes (one-hot, or multi-hot for multi-label tables)."""
+    y = label_targets(table, num_classes)
+    return y if y.ndim == 2 else np.eye(num_classes, dtype=np.float32)[y]
 
 
 def plot_joint_weights(joint_weight_csv: str, classes: Sequence[str], out_png: str, title: str) -> None:
@@ -274,30 +296,42 @@ def plot_joint_weights(joint_weight_csv: str, classes: Sequence[str], out_png: s
     _save(fig, out_png)
 
 
-def per_class_scores(truth: np.ndarray, scores: np.ndarray, multilabel: bool) -> np.ndarray:
-    """Per class: accuracy (single-label) or average precision (multi-label), in %; NaN when
-    the class has no test video."""
-    if multilabel:
-        return np.array([average_precision(truth[:, k], scores[:, k]) for k in range(truth.shape[1])]) * 100
-    hits = top1_hits(truth, scores)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (truth * hits[:, None]).sum(0) / truth.sum(0) * 100
+def per_class_table(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per class and variant, the per-class test score (accuracy, or AP for multi-label data)
+    over every split and seed: (CSV rows class, variant, mean, std, runs; Markdown: a row per
+    class, a column per variant with mean ± std and the number of runs)."""
+    rows = []
+    for _, run in long.iterrows():
+        for name, value in (run.get("per_class") or {}).items():
+            rows.append({"class": name, "variant": run["variant"], "value": value})
+    if not rows:
+        empty = pd.DataFrame(columns=["class"])
+        return empty, empty
+    scores = pd.DataFrame(rows).astype({"value": float})
+    numeric = scores.groupby(["class", "variant"], sort=False)["value"].agg(
+        **{"mean (%)": lambda v: round(v.mean() * 100, 2),
+           "std (%)": lambda v: round(v.std(ddof=1) * 100, 2) if v.notna().sum() > 1 else None,
+           "runs": lambda v: int(v.notna().sum())}).reset_index()
+    shown = scores.groupby(["class", "variant"], sort=False)["value"].agg(
+        lambda v: f"{mean_std(v)} ({int(v.notna().sum())})").unstack("variant")
+    shown = shown.reindex(index=list(dict.fromkeys(scores["class"])),
+                          columns=list(dict.fromkeys(scores["variant"]))).reset_index()
+    return numeric, shown
 
 
-def plot_per_class_accuracy(logits_files: Sequence[str], labels: Sequence[str], out_png: str,
-                            title: str) -> None:
-    """Grouped bars: per-class test accuracy (AP for multi-label data) of each variant."""
-    fig, ax = plt.subplots(figsize=(10, 4))
-    classes: list[str] = []
-    multilabel = False
-    for i, (path, label) in enumerate(zip(logits_files, labels)):
-        classes, truth, scores, multilabel = test_predictions(path)
-        width = 0.8 / max(len(labels), 1)
-        ax.bar(np.arange(len(classes)) + i * width, per_class_scores(truth, scores, multilabel),
-               width, label=label)
-    ax.set_xticks(np.arange(len(classes)) + 0.4 - 0.4 / max(len(labels), 1), classes, rotation=90,
-                  fontsize=7)
-    ax.set(ylabel=f"test {'AP' if multilabel else 'accuracy'} (%)", ylim=(0, 100), title=title)
+def plot_per_class(numeric: pd.DataFrame, out_png: str, title: str, metric: str) -> None:
+    """Grouped bars: each class's test score per variant, mean over splits and seeds, with
+    the standard deviation as an error bar."""
+    classes = list(dict.fromkeys(numeric["class"])) if len(numeric) else []
+    variants = list(dict.fromkeys(numeric["variant"])) if len(numeric) else []
+    fig, ax = plt.subplots(figsize=(max(10, 0.35 * len(classes) * max(len(variants), 1)), 4))
+    width = 0.8 / max(len(variants), 1)
+    for i, variant in enumerate(variants):
+        part = numeric[numeric["variant"] == variant].set_index("class").reindex(classes)
+        ax.bar(np.arange(len(classes)) + i * width, part["mean (%)"], width,
+               yerr=part["std (%)"].astype(float).fillna(0), capsize=2, label=variant)
+    ax.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes, rotation=90, fontsize=7)
+    ax.set(ylabel=f"test {metric} (%)", ylim=(0, 105), title=title)
     ax.legend(fontsize=7)
     fig.tight_layout()
     _save(fig, out_png)
@@ -345,12 +379,13 @@ def _save(fig: plt.Figure, path: str) -> None:
 
 def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Sequence[str],
                  histories: Sequence[str], history_labels: Sequence[str],
-                 first_split_logits: Sequence[str], fusion_metrics: Sequence[str],
-                 focus_logits: str, joint_weights: str, out: dict[str, str],
+                 history_splits: Sequence[int], confusions: Sequence[str],
+                 fusion_metrics: Sequence[str], joint_weights: str, out: dict[str, str],
                  variants: dict[str, dict], metric: str = "mean_class_accuracy",
-                 adapter: str = "", poses: str = "") -> None:
+                 adapter: str = "", poses: str = "", focus: str = "") -> None:
     """Snakemake entry: every table and plot of the report rule. ``adapter`` (the dataset's
-    reader) decides which paper figures are comparable; ``poses`` names our pose source."""
+    reader) decides which paper figures are comparable; ``poses`` names our pose source;
+    ``confusions`` are the focus variant's runs, ``histories`` each split's first seed."""
     manifest = read_manifest(manifest_csv)
     classes = class_names(manifest)
     title = METRIC_TITLES[metric]
@@ -359,27 +394,47 @@ def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Seq
     runs_note = ("\nSplit cells: mean ± std over that split's seeds, with the number of runs in "
                  "parentheses; last columns: over every split and seed.\n")
     write_table(numeric, out["summary_csv"], out["summary_md"], f"{dataset}: {title}", shown,
-                runs_note)
+                runs_note, out.get("summary_html"))
     ablation = ablation_table(runs, variants, metric, adapter, poses)
     paper_note = ("\nPaper figures stand only beside our row of the same dataset, split, metric "
                   "and row definition; the column header names the poses they come from, the "
                   "`poses` column ours.\n" if any(c.startswith("paper,") for c in ablation)
                   else "\nThe paper reports no figures for this dataset.\n")
     write_table(ablation, out["ablation_csv"], out["ablation_md"],
-                f"{dataset}: the paper's ablation rows (Tables 1, 7, 8), {title}", note=paper_note)
+                f"{dataset}: the paper's ablation rows (Tables 1, 7, 8), {title}", note=paper_note,
+                html_path=out.get("ablation_html"))
     fusion_numeric, fusion_shown = fusion_table(fusion_metrics, metric)
     fusion_note = runs_note
     if adapter == "ava" and metric == "frame_mAP":
         fusion_note += "\nPaper Table 5 (AVA v2.1 val): " + ", ".join(
             f"{k} {v}" for k, v in PAPER_AVA_FUSION.items()) + ".\n"
     write_table(fusion_numeric, out["fusion_csv"], out["fusion_md"],
-                f"{dataset}: late fusion, {title} on the test set", fusion_shown, fusion_note)
-    plot_learning_curves(histories, history_labels, out["learning_curves"])
-    plot_confusion(focus_logits, out["confusion"], f"{dataset}: confusion (first split and seed)")
+                f"{dataset}: late fusion, {title} on the test set", fusion_shown, fusion_note,
+                out.get("fusion_html"))
+    class_metric = "AP" if "labels" in manifest else "accuracy"
+    per_class_numeric, per_class_shown = per_class_table(runs)
+    write_table(per_class_numeric, out["per_class_csv"], out["per_class_md"],
+                f"{dataset}: per-class test {class_metric}", per_class_shown,
+                "\nCells: mean ± std over every split and seed, with the number of runs in "
+                "parentheses (a class without test videos in a split is left out of it).\n",
+                out.get("per_class_html"))
+    plot_learning_curves(histories, history_labels, history_splits, out["learning_curves"])
+    plot_confusion(summed_confusion(confusions), out["confusion"],
+                   f"{dataset}: {focus} confusion, every split and seed")
     plot_joint_weights(joint_weights, classes, out["joint_weights"],
                        f"{dataset}: mean joint weights per class (first split and seed)")
-    plot_per_class_accuracy(first_split_logits, history_labels, out["per_class_accuracy"],
-                            f"{dataset}: per-class test scores (first split and seed)")
+    plot_per_class(per_class_numeric, out["per_class_accuracy"],
+                   f"{dataset}: per-class test {class_metric}, mean ± std over splits and seeds",
+                   class_metric)
     plot_potion_examples(potion_path, manifest, out["potion_examples"],
                          f"{dataset}: PoTion maps, one video per class (blue → red = time)")
     log.info("report written:\n%s", shown.to_markdown(index=False))
+
+
+def finished_message(dataset: str, configfiles: Sequence[str]) -> str:
+    """What a finished run prints last: where its tables are and how to make the HTML report."""
+    files = " ".join(str(f) for f in configfiles)
+    return (f"Tables: results/tables/{dataset}_summary.md (also _ablation, _fusion, _per_class; "
+            f"CSV beside each); plots: results/plots/{dataset}_*.png\n"
+            f"HTML report: .venv/bin/snakemake --report results/{dataset}_report.html"
+            + (f" --configfile {files}" if files else ""))

@@ -83,6 +83,7 @@ def export(smk: Any) -> None:
                    dict(smk.params.variant), smk.input.model, smk.params.device,
                    smk.output.logits, smk.output.metrics, smk.output.joint_weights,
                    seed=int(smk.wildcards.seed), val_fraction=float(smk.params.val_fraction),
+                   out_confusion=smk.output.confusion,
                    precision=smk.params.precision, threads=smk.threads,
                    max_per_keyframe=smk.params.ava_max_detections, **reading(smk))
 
@@ -103,11 +104,11 @@ def report(smk: Any) -> None:
     from jmrn.report import build_report
 
     build_report(smk.params.dataset, smk.input.manifest, smk.input.potion, list(smk.input.metrics),
-                 list(smk.input.histories), smk.params.history_labels,
-                 list(smk.input.first_split_logits), list(smk.input.fusion),
-                 smk.input.focus_logits, smk.input.joint_weights, dict(smk.output.items()),
-                 variants=dict(smk.params.variants), metric=smk.params.metric,
-                 adapter=smk.params.adapter, poses=smk.params.poses)
+                 list(smk.input.histories), smk.params.history_labels, smk.params.history_splits,
+                 list(smk.input.confusions), list(smk.input.fusion), smk.input.joint_weights,
+                 dict(smk.output.items()), variants=dict(smk.params.variants),
+                 metric=smk.params.metric, adapter=smk.params.adapter, poses=smk.params.poses,
+                 focus=smk.params.focus)
 
 
 STAGES: dict[str, Callable[[Any], None]] = {

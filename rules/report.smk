@@ -1,27 +1,44 @@
-REPORT_CATEGORY = f"{DATASET} results"
+# The report rule: tables (CSV + Markdown, and HTML pages for `snakemake --report`) and plots.
+# Report categories follow the pipeline's stages; the subcategory is the dataset.
 REPORT_OUTPUTS = {
-    "summary_md": "results/tables/summary.md",
-    "summary_csv": "results/tables/summary.csv",
-    "ablation_md": f"results/tables/{DATASET}_ablation.md",
-    "ablation_csv": f"results/tables/{DATASET}_ablation.csv",
-    "fusion_md": f"results/tables/{DATASET}_fusion.md",
-    "fusion_csv": f"results/tables/{DATASET}_fusion.csv",
-    "learning_curves": f"results/plots/{DATASET}_learning_curves.png",
-    "confusion": f"results/plots/{DATASET}_confusion.png",
-    "joint_weights": f"results/plots/{DATASET}_joint_weights.png",
-    "per_class_accuracy": f"results/plots/{DATASET}_per_class_accuracy.png",
-    "potion_examples": f"results/plots/{DATASET}_potion_examples.png",
+    f"{kind}_{ext}": f"results/tables/{DATASET}_{kind}.{ext}"
+    for kind in ("summary", "ablation", "fusion", "per_class") for ext in ("md", "csv", "html")
+} | {
+    plot: f"results/plots/{DATASET}_{plot}.png"
+    for plot in ("learning_curves", "confusion", "joint_weights", "per_class_accuracy", "potion_examples")
+}
+# output name -> (category, caption); the others are plain outputs.
+REPORTED = {
+    "potion_examples": ("1. Poses and PoTion maps", "potion_examples"),
+    "learning_curves": ("2. Training", "learning_curves"),
+    "joint_weights": ("2. Training", "joint_weights"),
+    "summary_html": ("3. Results", "summary"),
+    "ablation_html": ("3. Results", "ablation"),
+    "per_class_html": ("3. Results", "per_class"),
+    "per_class_accuracy": ("3. Results", "per_class_accuracy"),
+    "confusion": ("3. Results", "confusion"),
+    "fusion_html": ("4. Late fusion", "fusion"),
 }
 FIRST_SPLIT = SPLITS[0]
 FIRST_SEED = SEEDS[0]
 FOCUS = config["report"]["focus_variant"]
 
 
+def report_output(name):
+    """A report rule output, registered in the HTML report when it is one of REPORTED."""
+    if name not in REPORTED:
+        return REPORT_OUTPUTS[name]
+    category, caption = REPORTED[name]
+    return report(REPORT_OUTPUTS[name], caption=f"../workflow/report/{caption}.rst",
+                  category=category, subcategory=DATASET)
+
+
 rule report:
     input:
         manifest=f"results/{DATASET}/manifest.csv",
         metrics=run_file("metrics.json", split=SPLITS, variant=VARIANTS, seed=SEEDS),
-        histories=run_file("history.csv", split=FIRST_SPLIT, variant=VARIANTS, seed=FIRST_SEED),
+        histories=run_file("history.csv", split=SPLITS, variant=VARIANTS, seed=FIRST_SEED),
+        confusions=run_file("confusion.csv", split=SPLITS, variant=FOCUS, seed=SEEDS),
         fusion=expand(
             f"{FUSION_DIR}/metrics.json",
             dataset=DATASET,
@@ -29,22 +46,10 @@ rule report:
             fusion=list(FUSIONS),
             seed=SEEDS,
         ),
-        first_split_logits=run_file("logits.csv", split=FIRST_SPLIT, variant=VARIANTS, seed=FIRST_SEED),
         potion=f"results/{DATASET}/potion.zarr",
-        focus_logits=run_file("logits.csv", split=FIRST_SPLIT, variant=FOCUS, seed=FIRST_SEED)[0],
         joint_weights=run_file("joint_weights.csv", split=FIRST_SPLIT, variant=FOCUS, seed=FIRST_SEED)[0],
     output:
-        summary_md=report(REPORT_OUTPUTS["summary_md"], caption="../workflow/report/summary.rst", category=REPORT_CATEGORY),
-        summary_csv=REPORT_OUTPUTS["summary_csv"],
-        ablation_md=report(REPORT_OUTPUTS["ablation_md"], caption="../workflow/report/ablation.rst", category=REPORT_CATEGORY),
-        ablation_csv=REPORT_OUTPUTS["ablation_csv"],
-        fusion_md=report(REPORT_OUTPUTS["fusion_md"], caption="../workflow/report/fusion.rst", category=REPORT_CATEGORY),
-        fusion_csv=REPORT_OUTPUTS["fusion_csv"],
-        learning_curves=report(REPORT_OUTPUTS["learning_curves"], caption="../workflow/report/learning_curves.rst", category=REPORT_CATEGORY),
-        confusion=report(REPORT_OUTPUTS["confusion"], caption="../workflow/report/confusion.rst", category=REPORT_CATEGORY),
-        joint_weights=report(REPORT_OUTPUTS["joint_weights"], caption="../workflow/report/joint_weights.rst", category=REPORT_CATEGORY),
-        per_class_accuracy=report(REPORT_OUTPUTS["per_class_accuracy"], caption="../workflow/report/per_class_accuracy.rst", category=REPORT_CATEGORY),
-        potion_examples=report(REPORT_OUTPUTS["potion_examples"], caption="../workflow/report/potion_examples.rst", category=REPORT_CATEGORY),
+        **{name: report_output(name) for name in REPORT_OUTPUTS},
     log:
         f"results/{DATASET}/logs/report.log",
     benchmark:
@@ -53,10 +58,12 @@ rule report:
         stage="report",
         dataset=DATASET,
         metric=config["report"].get("metric", "mean_class_accuracy"),
+        history_labels=[v for s in SPLITS for v in VARIANTS],
+        history_splits=[s for s in SPLITS for v in VARIANTS],
+        variants={v: resolve_variant(config, v) for v in VARIANTS},
         adapter=config["dataset"]["adapter"],
         poses=pose_source(config),
-        history_labels=VARIANTS,
-        variants={v: resolve_variant(config, v) for v in VARIANTS},
+        focus=FOCUS,
     threads: job_threads("local")
     resources:
         **job_resources("local"),

@@ -33,6 +33,7 @@ rule export:
         logits=f"{RUN_DIR}/logits.csv",
         metrics=f"{RUN_DIR}/metrics.json",
         joint_weights=f"{RUN_DIR}/joint_weights.csv",
+        confusion=f"{RUN_DIR}/confusion.csv",
     log:
         "results/{dataset}/logs/export/split{split}_{variant}_seed{seed}.log",
     benchmark:

@@ -26,7 +26,8 @@ def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     work = tmp_path_factory.mktemp("pipeline")
     (work / "config.yaml").write_text(yaml.safe_dump(tiny_config(work)))
-    snakemake(work, "all")
+    proc = snakemake(work, "all")
+    (work / "run.err").write_text(proc.stderr)  # what the run logged
     return work
 
 

@@ -195,7 +195,9 @@ def test_keyframe_potion_equals_cropping_every_frame(tmp_path, normalisation, ex
 
 
 def ava_config(paths) -> dict:
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    from test_pipeline import demo_config
+
+    cfg = demo_config()
     cfg["dataset"] = dataset_config(paths)
     cfg["pose"].update(shards=2, height=48, width=64)
     cfg["potion"]["person"] = {"height": 24, "width": 16, "context": True, "context_scale": 4.0}
@@ -240,7 +242,7 @@ def test_ava_dag_end_to_end(fixture, tmp_path):
     # the RGB detector's per-box scores (AVA result layout) fused on held-out (val) boxes
     rgb = json.loads((res / "ava" / "split1" / "fusion" / "jmrn+rgb" / "seed0" / "metrics.json").read_text())
     assert rgb["fit"]["subset"] == "val" and rgb["test"]["rgb"]["frame_mAP"] > 0.3
-    summary = (res.parent / "results" / "tables" / "summary.md").read_text()
+    summary = (res.parent / "results" / "tables" / "ava_summary.md").read_text()
     assert "frame-mAP@0.5" in summary
     assert "13.1" in (res / "tables" / "ava_ablation.md").read_text()  # beside PoTion
     assert "28.4" in (res / "tables" / "ava_fusion.md").read_text()

@@ -2,6 +2,8 @@
 errors for syntax errors, typos, bad values and a GPU that is not there."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -9,8 +11,11 @@ from jmrn.cli import main, merged_config
 from jmrn.device import resolve_device
 from jmrn.errors import UserError
 
+REPO = Path(__file__).resolve().parents[1]
+DEMO = str(REPO / "config" / "demo.yaml")
 
-@pytest.mark.parametrize("files", [[], ["config/utd_mhad.yaml"], ["config/paper.yaml", "config/hmdb51.yaml"],
+
+@pytest.mark.parametrize("files", [["config/demo.yaml"], ["config/utd_mhad.yaml"], ["config/paper.yaml", "config/hmdb51.yaml"],
                                    ["config/paper.yaml", "config/charades.yaml"],
                                    ["config/paper.yaml", "config/jhmdb.yaml"],
                                    ["config/paper.yaml", "config/ava.yaml"],
@@ -18,7 +23,7 @@ from jmrn.errors import UserError
                                    ["config/paper.yaml", "config/mmaction_skeleton.yaml"],
                                    ["config/paper.yaml", "config/custom.yaml"]])
 def test_shipped_configs_and_overlays_are_valid(files):
-    config = merged_config(files)
+    config = merged_config([str(REPO / f) for f in files])
     assert config["train"]["val_fraction"] == 0.1  # the schema's defaults are filled in
     assert config["evaluation"]["ava_max_detections_per_keyframe"] == 50
 
@@ -27,7 +32,7 @@ def test_a_crop_larger_than_the_maps_is_refused(tmp_path):
     bad = tmp_path / "crop.yaml"
     bad.write_text("augment:\n  crop: {height: 32, width: 64}\n")  # the demo's maps: 32 x 43
     with pytest.raises(UserError, match=r"augment.crop 32 x 64 is larger than the PoTion maps \(32 x 43\)"):
-        merged_config([str(bad)])
+        merged_config([DEMO, str(bad)])
 
 
 @pytest.mark.parametrize("text,message", [
@@ -49,8 +54,8 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path, capsys, text, mess
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(UserError, match=message):
-        merged_config([str(path)])
-    assert main(["check-config", str(path)]) == 1
+        merged_config([DEMO, str(path)])
+    assert main(["check-config", DEMO, str(path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
 
@@ -69,3 +74,43 @@ def test_backend_options_are_checked_when_built_directly():
         make_backend("markers", 8, 11, {"min_pixel": 3})
     with pytest.raises(ValueError, match="batch_size must be a positive integer"):
         make_backend("markers", 8, 11, {"batch_size": 0})
+
+
+def test_no_dataset_chosen_is_one_line(capsys):
+    assert main(["check-config"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--configfile config/demo.yaml" in err
+
+
+def test_check_config_lists_missing_inputs_and_prints_the_merged_config(tmp_path, monkeypatch, capsys):
+    """Without data or checkpoint the config is valid, and every missing input is one line
+    saying what it is (the checkpoint line: how to get it)."""
+    import yaml
+
+    monkeypatch.chdir(tmp_path)
+    files = [str(REPO / "config" / "paper.yaml"), str(REPO / "config" / "hmdb51.yaml")]
+    assert main(["check-config", "--print", *files]) == 0
+    out = capsys.readouterr().out
+    merged = yaml.safe_load(out[:out.index("config ok")])
+    assert merged["dataset"]["name"] == "hmdb51" and merged["train"]["batch_size"] == 128
+    missing = [line for line in out.splitlines() if line.startswith("missing: ")]
+    assert [m.split(":")[1].strip() for m in missing] == [
+        "dataset.video_root", "dataset.split_dir", "pose.options.openpifpaf.checkpoint"]
+    assert "python -m jmrn openpifpaf-state-dict" in missing[-1]
+    (tmp_path / "data/hmdb51/videos").mkdir(parents=True)
+    (tmp_path / "data/hmdb51/splits").mkdir()
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models/shufflenetv2k16.pt").write_bytes(b"")
+    assert main(["check-config", *files]) == 0
+    assert capsys.readouterr().out.strip() == "config ok"
+
+
+@pytest.mark.parametrize("argv,runs", [
+    (["snakemake", "--cores", "2", "all"], True), (["snakemake", "-n"], False),
+    (["snakemake", "-np", "all"], False), (["snakemake", "--dry-run"], False),
+    (["snakemake", "--report", "r.html"], False), (["snakemake", "--profile", "slurm", "all"], True),
+])
+def test_which_command_lines_run_jobs(argv, runs):
+    from jmrn.preflight import runs_jobs
+
+    assert runs_jobs(argv) is runs

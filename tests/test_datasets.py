@@ -167,8 +167,10 @@ def test_charades_trains_with_bce_and_reports_map(tiny_demo, tmp_path):
         metrics = export_variant(str(tmp_path / "potion.zarr"), str(tmp_path / "manifest.csv"), 1,
                                  {**variant, "name": name}, str(out / "model.pt"), "cpu",
                                  str(out / "logits.csv"), str(out / "metrics.json"),
-                                 str(out / "joint_weights.csv"), seed=0, val_fraction=0.0)
+                                 str(out / "joint_weights.csv"), seed=0, val_fraction=0.0,
+                                 out_confusion=str(out / "confusion.csv"))
         assert 0 <= metrics["mAP"] <= 1 and "mean_class_accuracy" not in metrics
+        assert metrics["per_class_metric"] == "AP" and len(metrics["per_class"]) == 3
         assert metrics["n_test"] == 6  # the no-action test video counts, the missing one cannot
         table = pd.read_csv(out / "logits.csv", dtype={"labels": str}, keep_default_na=False)
         assert list(table.columns[:3]) == ["video_id", "subset", "labels"]
@@ -185,19 +187,18 @@ def test_charades_trains_with_bce_and_reports_map(tiny_demo, tmp_path):
 
     from jmrn.report import build_report
 
-    outputs = {key: str(tmp_path / "report" / name) for key, name in (
-        ("summary_md", "s.md"), ("summary_csv", "s.csv"), ("ablation_md", "a.md"),
-        ("ablation_csv", "a.csv"), ("fusion_md", "f.md"), ("fusion_csv", "f.csv"),
-        ("learning_curves", "l.png"), ("confusion", "c.png"), ("joint_weights", "j.png"),
-        ("per_class_accuracy", "p.png"), ("potion_examples", "e.png"))}
+    outputs = {f"{kind}_{ext}": str(tmp_path / "report" / f"{kind}.{ext}")
+               for kind in ("summary", "ablation", "fusion", "per_class") for ext in ("md", "csv", "html")}
+    outputs.update({key: str(tmp_path / "report" / f"{key}.png") for key in (
+        "learning_curves", "confusion", "joint_weights", "per_class_accuracy", "potion_examples")})
     (tmp_path / "report").mkdir()
     build_report("charades", str(tmp_path / "manifest.csv"), str(tmp_path / "potion.zarr"),
                  [str(tmp_path / n / "metrics.json") for n in logits],
-                 [str(tmp_path / n / "history.csv") for n in logits], list(logits),
-                 list(logits.values()), [str(fusion_dir / "metrics.json")],
-                 logits["jmrn"], str(tmp_path / "jmrn" / "joint_weights.csv"), outputs,
+                 [str(tmp_path / n / "history.csv") for n in logits], list(logits), [1, 1],
+                 [str(tmp_path / "jmrn" / "confusion.csv")], [str(fusion_dir / "metrics.json")],
+                 str(tmp_path / "jmrn" / "joint_weights.csv"), outputs,
                  variants={n: {**v, "augment": None} for n, v in variants.items()}, metric="mAP",
-                 adapter="charades", poses="openpifpaf")
+                 adapter="charades", poses="openpifpaf", focus="jmrn")
     summary = pd.read_csv(outputs["summary_csv"])
     assert summary["split1_mean (%)"].between(0, 100).all() and len(summary) == 2
     assert (summary["runs"] == 1).all()
@@ -206,6 +207,10 @@ def test_charades_trains_with_bce_and_reports_map(tiny_demo, tmp_path):
     assert "paper, split 1 (%), OpenPose" in ablation.columns and set(ablation["poses"]) == {"openpifpaf"}
     assert all(Path(outputs[k]).stat().st_size > 1000 for k in ("confusion", "joint_weights",
                                                                 "per_class_accuracy", "potion_examples"))
+    per_class = pd.read_csv(outputs["per_class_csv"])
+    assert set(per_class["variant"]) == {"potion", "jmrn"} and (per_class["runs"] <= 1).all()
+    assert "<table" in Path(outputs["per_class_html"]).read_text() and "per-class test AP" in \
+        Path(outputs["per_class_md"]).read_text()
 
 
 # --- Kinetics -> Mimetics -----------------------------------------------------------------

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,17 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snake
 pytestmark = pytest.mark.slow
 
 
-def tiny_config(base: Path) -> dict:
+def demo_config() -> dict:
+    """config/config.yaml with config/demo.yaml merged on top: what `bash run.sh demo` runs."""
+    from snakemake.utils import update_config
+
     cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    update_config(cfg, yaml.safe_load((REPO / "config" / "demo.yaml").read_text()))
+    return cfg
+
+
+def tiny_config(base: Path) -> dict:
+    cfg = demo_config()
     cfg["dataset"].update(video_root="results/demo/raw/videos", split_dir="results/demo/raw/splits",
                           splits=[1, 2])
     cfg["demo"].update(classes=4, videos_per_class=8, subjects=4, min_frames=12, max_frames=20)
@@ -69,12 +79,21 @@ def test_every_declared_output_is_well_formed(finished_run: Path):
             logits = pd.read_csv(d / "logits.csv", keep_default_na=False)
             assert set(logits["subset"]) == {"train", "val", "test"} and logits.shape[1] == 3 + 4
             assert not (d / "checkpoint.pt").exists()
+            assert metrics["per_class_metric"] == "accuracy" and len(metrics["per_class"]) == 4
+            confusion = pd.read_csv(d / "confusion.csv", index_col=0)
+            assert confusion.shape == (4, 4) and confusion.to_numpy().sum() == metrics["n_test"]
+            per_class_hits = confusion.to_numpy().diagonal() / confusion.to_numpy().sum(1)
+            assert per_class_hits.tolist() == pytest.approx(list(metrics["per_class"].values()))
         fusion = json.loads((res / "demo" / f"split{split}" / "fusion" / "potion+jmrn" / "seed0"
                              / "metrics.json").read_text())
         assert {"potion", "jmrn", "average"} < set(fusion["test"]) and len(fusion["test"]) == 4
         assert fusion["fit"]["subset"] == "val" and fusion["split"] == split
-    summary = (res / "tables" / "summary.md").read_text()
+    summary = (res / "tables" / "demo_summary.md").read_text()
     assert "potion" in summary and "jmrn" in summary and "±" in summary
+    per_class = pd.read_csv(res / "tables" / "demo_per_class.csv")
+    assert len(per_class) == 4 * 2 and set(per_class["runs"]) == {2}  # 4 classes x 2 variants, 2 splits
+    for kind in ("summary", "ablation", "fusion", "per_class"):
+        assert "<table" in (res / "tables" / f"demo_{kind}.html").read_text()
     ablation = pd.read_csv(res / "tables" / "demo_ablation.csv")
     assert not [c for c in ablation.columns if "paper," in c]  # the paper has no demo figures
     assert set(ablation["poses"]) == {"rendered markers"}
@@ -84,11 +103,33 @@ def test_every_declared_output_is_well_formed(finished_run: Path):
     assert "jmrn.train" in (res / "demo" / "logs" / "train" / "split1_jmrn_seed0.log").read_text()
 
 
+def test_a_finished_run_names_its_tables_and_the_report_command(finished_run: Path):
+    last = (finished_run / "run.err").read_text().strip().splitlines()[-2:]
+    assert last[0].startswith("Tables: results/tables/demo_summary.md"), last
+    assert last[1].startswith("HTML report: .venv/bin/snakemake --report results/demo_report.html"
+                              " --configfile "), last
+
+
+def test_status_reads_progress_from_the_logs(finished_run: Path, tmp_path: Path, capsys):
+    """A finished run: every stage done; a training log with no benchmark yet shows its epoch."""
+    import shutil
+
+    from jmrn.status import print_status
+
+    work = tmp_path / "w"
+    shutil.copytree(finished_run, work)
+    (work / "results/demo/benchmarks/train/split2_jmrn_seed0.tsv").unlink()
+    print_status(work / "results", work)
+    out = capsys.readouterr().out
+    assert "(finished)" in out and re.search(r"train\s+4 / 4 done", out), out
+    assert "demo/logs/train/split2_jmrn_seed0.log: epochs 2/2, about 00:00 left" in out
+
+
 def test_snakemake_report_bundles_tables_and_plots(finished_run: Path):
     snakemake(finished_run, "--report", "report.html")
     html = (finished_run / "report.html").read_text(encoding="utf-8", errors="replace")
     assert len(html) > 10_000
-    for name in ("summary.md", "demo_fusion.md", "demo_confusion.png", "demo_potion_examples.png"):
+    for name in ("demo_summary.html", "demo_fusion.html", "demo_confusion.png", "demo_potion_examples.png"):
         assert name in html
 
 
@@ -128,6 +169,48 @@ def test_bad_config_value_is_refused_before_running(tmp_path: Path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(AssertionError, match="jmrm"):
         snakemake(tmp_path, "-n", "all")
+
+
+PAPER_HMDB51 = [str(REPO / "config" / "paper.yaml"), str(REPO / "config" / "hmdb51.yaml")]
+
+
+def snakemake_plain(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake in ``workdir`` with only the given arguments (the defaults: config/config.yaml)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], cwd=workdir,
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_dataset_run_without_its_data_stops_before_any_job(tmp_path: Path):
+    """The real-data command with no data/ and no checkpoint: one line per missing thing."""
+    proc = snakemake_plain(tmp_path, "--cores", "2", "all", "--configfile", *PAPER_HMDB51)
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert [e.split(":")[1] for e in errors] == [
+        " missing dataset.video_root", " missing dataset.split_dir",
+        " missing pose.options.openpifpaf.checkpoint"], proc.stderr
+    assert "openpifpaf-state-dict" in errors[-1]
+    assert "Job stats" not in proc.stdout + proc.stderr and not (tmp_path / "results").exists()
+
+
+def test_a_dataset_dry_run_plans_only_its_own_fusions(tmp_path: Path):
+    """Nothing of the demo leaks into another dataset: paper.yaml's fusion, on 3 splits."""
+    proc = snakemake_plain(tmp_path, "-n", "--quiet", "rules", "all", "--configfile", *PAPER_HMDB51)
+    assert proc.returncode == 0, proc.stderr
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, flags=re.M))
+    assert jobs["fusion"] == "3" and jobs["train"] == str(3 * 7)
+    assert proc.stderr.count("warning: missing ") == 3  # a dry run lists what a run would need
+
+
+def test_a_schema_error_through_snakemake_is_one_line(tmp_path: Path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  epochs: 0\n")
+    proc = snakemake_plain(tmp_path, "-n", "all", "--configfile", str(REPO / "config" / "demo.yaml"),
+                           str(bad))
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "bad.yaml" in errors[0] and "train.epochs: 0 is less than" in errors[0]
+    assert len(proc.stderr.splitlines()) <= 3, proc.stderr
 
 
 def test_interrupted_run_is_finished_by_the_plain_command(finished_run: Path, tmp_path: Path):

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 def config_with(overlay: str, tmp_path: Path) -> dict:
     path = tmp_path / "overlay.yaml"
     path.write_text(overlay)
-    return merged_config([str(path)])
+    return merged_config([str(REPO / "config" / "demo.yaml"), str(path)])
 
 
 def test_defaults_come_from_the_schema_and_one_key_overrides_one_key(tmp_path):

@@ -235,7 +235,7 @@ RECIPE_COLUMNS = {
     "Kinetics→Mimetics": ["config/paper.yaml", "config/kinetics_mimetics.yaml"],
     "HMDB51 skeletons": ["config/paper.yaml", "config/mmaction_skeleton.yaml"],
     "UTD-MHAD": ["config/utd_mhad.yaml"],
-    "demo": [],
+    "demo": ["config/demo.yaml"],
 }
 
 

@@ -1,6 +1,6 @@
 """The manifest: one row per video with labels, split membership, probed video facts and status.
 
-Columns (DESIGN.md §2): video_id, path, label, label_name, split1..k, frames, fps, width,
+Columns: video_id, path, label, label_name, split1..k, frames, fps, width,
 height, status, group. ``group`` names what videos must not be split across training and
 validation (the source video of HMDB51/JHMDB clips, the YouTube video of Kinetics clips, the
 subject of a skeleton set): ``dataset.group_pattern`` or the adapter's default below. Multi-label datasets (Charades) have ``labels`` / ``label_names`` (";"-joined)

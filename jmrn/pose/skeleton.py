@@ -1,6 +1,6 @@
 """Joint layouts used throughout the pipeline: names, left/right flip pairs and PAA groups.
 
-The canonical layout is COCO-17 followed by the neck (18 joints, DESIGN.md §3); every
+The canonical layout is COCO-17 followed by the neck (18 joints, as the paper); every
 backend converts what it produces into this order before heatmaps are stored.
 """
 from __future__ import annotations

@@ -36,7 +36,11 @@ def main() -> None:
     if args.dataset == "ava":
         return plan(*ava_run())
     work = Path(tempfile.mkdtemp(prefix="bench_dag_"))
-    cfg = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    from snakemake.utils import update_config
+
+    cfg: dict = {}
+    for name in ("config.yaml", "demo.yaml"):  # as --configfile config/demo.yaml merges them
+        update_config(cfg, yaml.safe_load((REPO / "config" / name).read_text()))
     cfg["dataset"] = {"name": "hmdb51", "adapter": "hmdb51", "video_root": "/data/hmdb51/videos",
                       "split_dir": "/data/hmdb51/splits", "splits": [1, 2, 3]}
     cfg["pose"]["shards"] = args.shards

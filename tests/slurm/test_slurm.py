@@ -2,7 +2,7 @@
 
 Needs `bash tests/slurm/start-local-slurm.sh` (root, Debian; CI does this): slurmctld, slurmd,
 slurmdbd + MariaDB, partitions `cpu` (default) and `gpu`, 2 fake GPUs. Each test runs a
-checkout whose config/config.yaml is the tiny demo (a folder of links to this repository), with
+checkout whose config/demo.yaml is the tiny demo (a folder of links to this repository), with
 the profile linked by `bash run.sh link-profile`, and checks what SLURM's accounting recorded.
 """
 from __future__ import annotations
@@ -27,9 +27,10 @@ from test_pipeline import REPO, tiny_config  # noqa: E402
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 # The README's commands (its SLURM section); test_commands_are_the_readme_s checks they are there.
-RUN_ALL = ".venv/bin/snakemake --profile slurm all"
-RUN_SPLIT2 = ".venv/bin/snakemake --profile slurm split2"
-RUN_ALL_SQUEUE = ".venv/bin/snakemake --profile slurm all --slurm-status-command squeue"
+RUN_ALL = ".venv/bin/snakemake --profile slurm all --configfile config/demo.yaml"
+RUN_SPLIT2 = ".venv/bin/snakemake --profile slurm split2 --configfile config/demo.yaml"
+RUN_ALL_SQUEUE = (".venv/bin/snakemake --profile slurm all --configfile config/demo.yaml "
+                  "--slurm-status-command squeue")
 CHECKOUT = ("Snakefile", "rules", "jmrn", "workflow", "profiles", "envs", "run.sh", ".venv")
 SACCT_FIELDS = ["JobID", "JobIDRaw", "Partition", "AllocCPUS", "ReqMem", "TimelimitRaw", "ReqTRES",
                 "State", "Comment"]
@@ -43,12 +44,13 @@ def slurm_is_up() -> bool:
 
 
 def make_checkout(work: Path, config: dict) -> None:
-    """A checkout of this repository whose default config is `config`."""
+    """A checkout of this repository whose config/demo.yaml is `config`."""
     work.mkdir(parents=True, exist_ok=True)
     for name in CHECKOUT:
         (work / name).symlink_to(REPO / name)
     (work / "config").mkdir()
-    (work / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    (work / "config" / "config.yaml").symlink_to(REPO / "config" / "config.yaml")
+    (work / "config" / "demo.yaml").write_text(yaml.safe_dump(config))
 
 
 def readme_run(work: Path, command: str, env: dict, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -131,14 +133,15 @@ def readme_slurm_run(tmp_path_factory, cluster_env):
 
 
 def test_commands_are_the_readme_s():
-    lines = {line.split("#")[0].strip() for line in (REPO / "README.md").read_text().splitlines()}
+    text = (REPO / "README.md").read_text() + (REPO / "docs" / "slurm.md").read_text()
+    lines = {line.split("#")[0].strip() for line in text.splitlines()}
     assert {RUN_ALL, RUN_SPLIT2, RUN_ALL_SQUEUE} <= lines
 
 
 def test_every_job_asks_for_what_it_uses(readme_slurm_run):
     work, out = readme_slurm_run
     records = sacct(submitted_jobs(out))
-    config = yaml.safe_load((work / "config" / "config.yaml").read_text())
+    config = yaml.safe_load((work / "config" / "demo.yaml").read_text())
     memory, max_minutes = node_limits()
     # The schema's threads per job kind; a run is train + export in one job (train.threads).
     threads = {"manifest": 2, "pose": 2, "potion": 1, "run": config["train"]["threads"]}
@@ -161,8 +164,8 @@ def test_outputs_match_a_local_run(readme_slurm_run, finished_run):
             assert (slurm / run / "model.pt").read_bytes() == (finished_run / run / "model.pt").read_bytes()
             assert json.loads((slurm / run / "metrics.json").read_text()) == \
                 json.loads((finished_run / run / "metrics.json").read_text())
-    assert (slurm / "results/tables/summary.md").read_text() == \
-        (finished_run / "results/tables/summary.md").read_text()
+    assert (slurm / "results/tables/demo_summary.md").read_text() == \
+        (finished_run / "results/tables/demo_summary.md").read_text()
 
 
 def copy_run(src: Path, dst: Path) -> Path:
@@ -192,10 +195,10 @@ def test_gpu_jobs_fail_cleanly_then_rerun_without_accounting(readme_slurm_run, c
     slurmdbd) reruns only what failed."""
     work = copy_run(readme_slurm_run[0], tmp_path / "checkout")
     (work / "results/demo/split2/jmrn/seed0/model.pt").unlink()
-    good = (work / "config/config.yaml").read_text()
+    good = (work / "config/demo.yaml").read_text()
     gpu = yaml.safe_load(good)
     gpu["train"].update(gpus=1, device="cuda")
-    (work / "config/config.yaml").write_text(yaml.safe_dump(gpu))
+    (work / "config/demo.yaml").write_text(yaml.safe_dump(gpu))
     proc = readme_run(work, RUN_SPLIT2, cluster_env)
     assert proc.returncode != 0
     assert re.search(r"slurm_logs/group_run\S*/\d+\.log", proc.stdout), proc.stdout[-3000:]
@@ -208,7 +211,7 @@ def test_gpu_jobs_fail_cleanly_then_rerun_without_accounting(readme_slurm_run, c
     logs = list((work / ".snakemake" / "slurm_logs").rglob("*.log"))
     assert any("cuda" in p.read_text().lower() for p in logs)
 
-    (work / "config/config.yaml").write_text(good)
+    (work / "config/demo.yaml").write_text(good)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     real = shutil.which("sacct")
