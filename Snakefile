@@ -8,7 +8,7 @@ import sys
 from snakemake.utils import min_version
 
 from jmrn.cli import validate_config
-from jmrn.config import pose_source, resolve_variant, train_settings
+from jmrn.config import pose_settings, pose_source, resolve_variant, train_settings
 from jmrn.errors import UserError
 from jmrn.preflight import missing_inputs, runs_jobs
 from jmrn.profiles import check_profile

@@ -74,6 +74,15 @@ POSE_SOURCES = {"markers": "rendered markers", "openpifpaf": "openpifpaf", "medi
                 "keypoints": "given keypoints"}
 
 
+def pose_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The pose section as the pose jobs see it: only the chosen backend's options, so that
+    another backend's settings (config.yaml's openpifpaf checkpoint, say) never rerun them."""
+    pose = dict(config["pose"])
+    options = pose.get("options") or {}
+    pose["options"] = {pose["backend"]: options[pose["backend"]]} if pose["backend"] in options else {}
+    return pose
+
+
 def pose_source(config: dict[str, Any]) -> str:
     """Where a run's poses come from, in words for the tables: JHMDB's puppet joints are the
     ground truth, other keypoint files are some estimator's output."""

@@ -302,7 +302,10 @@ def per_class_table(long: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     class, a column per variant with mean ± std and the number of runs)."""
     rows = []
     for _, run in long.iterrows():
-        for name, value in (run.get("per_class") or {}).items():
+        per_class = run.get("per_class")
+        if not isinstance(per_class, dict):  # a metrics.json written before per-class scores
+            continue
+        for name, value in per_class.items():
             rows.append({"class": name, "variant": run["variant"], "value": value})
     if not rows:
         empty = pd.DataFrame(columns=["class"])

@@ -13,6 +13,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+PIPELINE_ORDER = ["demo_dataset", "manifest", "shard_videos", "pose", "potion", "split_videos",
+                  "train", "export", "fusion", "report", "all"]
 JOB_STATS_ROW = re.compile(r"^(\w+)\s+(\d+)$")
 FINISHED = re.compile(r"Finished jobid: \d+ \(Rule: (\w+)\)")
 PROGRESS = re.compile(r"INFO [\w.]+: (?P<what>.*?):\s+\d+%\|.*?\|\s*(?P<done>\d+)/(?P<total>\d+) "
@@ -27,8 +29,11 @@ class StageCount:
 
 
 def latest_snakemake_log(workdir: Path) -> Path | None:
-    logs = sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"))
-    return logs[-1] if logs else None
+    """The newest log of a run that planned jobs (not a report, a dry run or a refused run)."""
+    for log in sorted((workdir / ".snakemake" / "log").glob("*.snakemake.log"), reverse=True):
+        if "Job stats:" in log.read_text(encoding="utf-8", errors="replace"):
+            return log
+    return None
 
 
 def stage_counts(log_text: str) -> list[StageCount]:
@@ -42,7 +47,8 @@ def stage_counts(log_text: str) -> list[StageCount]:
                 break
             planned[match.group(1)] = int(match.group(2))
     finished = Counter(FINISHED.findall(log_text))
-    rules = list(planned) + [r for r in finished if r not in planned]
+    rules = sorted(set(planned) | set(finished),
+                   key=lambda r: (PIPELINE_ORDER.index(r) if r in PIPELINE_ORDER else len(PIPELINE_ORDER), r))
     return [StageCount(r, finished.get(r, 0), max(planned.get(r, 0), finished.get(r, 0)))
             for r in rules]
 

@@ -9,7 +9,7 @@ rule pose:
         "results/{dataset}/benchmarks/pose/{shard}.tsv"
     params:
         stage="pose",
-        pose=config["pose"],
+        pose=pose_settings(config),
         n_shards=N_SHARDS,
     threads: job_threads("pose")
     resources:

@@ -114,3 +114,28 @@ def test_which_command_lines_run_jobs(argv, runs):
     from jmrn.preflight import runs_jobs
 
     assert runs_jobs(argv) is runs
+
+
+def test_pose_jobs_see_only_their_backends_options():
+    """config.yaml's openpifpaf options must not rerun a keypoints run's pose jobs."""
+    from jmrn.config import pose_settings
+
+    config = merged_config([str(REPO / "config" / "utd_mhad.yaml")])
+    assert "openpifpaf" in config["pose"]["options"]
+    assert pose_settings(config)["options"] == {"keypoints": config["pose"]["options"]["keypoints"]}
+    demo = merged_config([DEMO])
+    assert pose_settings(demo)["options"] == {"markers": {"batch_size": 16}}
+
+
+def test_per_class_table_skips_runs_without_per_class_scores():
+    import pandas as pd
+
+    from jmrn.report import per_class_table
+
+    runs = pd.DataFrame([{"variant": "a", "per_class": {"x": 0.5, "y": 1.0}},
+                         {"variant": "a", "per_class": {"x": 1.0, "y": 0.0}},
+                         {"variant": "b"}])  # written before per-class scores existed
+    numeric, shown = per_class_table(runs)
+    assert numeric[["class", "variant", "mean (%)", "runs"]].values.tolist() == [
+        ["x", "a", 75.0, 2], ["y", "a", 50.0, 2]]
+    assert shown.columns.tolist() == ["class", "a"] and shown["a"].tolist()[0] == "75.00 ± 35.36 (2)"

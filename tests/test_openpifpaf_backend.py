@@ -71,6 +71,11 @@ def test_pickled_model_loads_only_with_its_sha256(tmp_path, frames):
     save_state_dict(str(path), sha256_of(path), str(converted))
     again = OpenPifPafBackend(24, 32, checkpoint=str(converted))
     torch.testing.assert_close(again.net.state_dict(), net.state_dict())
+    with pytest.raises(DatasetError, match=r"its SHA-256 is [0-9a-f]{64}, not the 0+ given"):
+        save_state_dict(str(path), "0" * 64, str(tmp_path / "x.pt"))  # a different download
+    with pytest.raises(DatasetError, match="no such file; download openpifpaf's checkpoint"):
+        save_state_dict(str(tmp_path / "not-there.pkl"), "0" * 64, str(tmp_path / "x.pt"))
+    assert not (tmp_path / "x.pt").exists()
 
 
 class RunsCode:

@@ -119,6 +119,8 @@ def test_status_reads_progress_from_the_logs(finished_run: Path, tmp_path: Path,
     work = tmp_path / "w"
     shutil.copytree(finished_run, work)
     (work / "results/demo/benchmarks/train/split2_jmrn_seed0.tsv").unlink()
+    # a later `snakemake --report` (or a refused run) logs no job table: the run stays the latest
+    (work / ".snakemake/log/9999-12-31T000000.000000.snakemake.log").write_text("Building report\n")
     print_status(work / "results", work)
     out = capsys.readouterr().out
     assert "(finished)" in out and re.search(r"train\s+4 / 4 done", out), out

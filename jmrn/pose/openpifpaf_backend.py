@@ -117,9 +117,19 @@ def build_network(checkpoint: str | None, base_net: str = "shufflenetv2k16",
 
 
 def save_state_dict(checkpoint: str, sha256: str, out: str) -> None:
-    """Convert a trusted whole-model openpifpaf checkpoint (its SHA-256 given) to a state dict."""
+    """Convert a trusted whole-model openpifpaf checkpoint (its SHA-256 given) to a state dict.
+    A missing file, or one whose SHA-256 is not the one given, is refused before anything is
+    unpickled, with what to check."""
     from jmrn.io import save_torch
 
+    if not os.path.isfile(checkpoint):
+        raise DatasetError(f"{checkpoint}: no such file; download openpifpaf's checkpoint first "
+                           "(docs/pose-backends.md#openpifpaf-checkpoint)")
+    actual = sha256_of(checkpoint)
+    if actual.lower() != sha256.strip().lower():
+        raise DatasetError(f"{checkpoint}: its SHA-256 is {actual}, not the {sha256} given: a "
+                           "truncated or different download? (openpifpaf's shufflenetv2k16 file's "
+                           "SHA-256 starts with 7189450a)")
     net = build_network(checkpoint, checkpoint_sha256=sha256)
     save_torch({k: v.cpu() for k, v in net.state_dict().items()}, out)
 
