@@ -35,8 +35,8 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     """Write logits.csv (train, val and test rows: fusion fits on val), metrics.json (test
     metrics with per-class accuracy, or AP for multi-label data; val metrics; and what
     identifies the run: split, variant, seed, threads, size), joint_weights.csv (selector
-    weights per video) and confusion.csv (test counts, true class x top-1 prediction). Person boxes (AVA) also get
-    frame-mAP@0.5 with at most ``max_per_keyframe`` detections per keyframe."""
+    weights per video) and confusion.csv (test counts, true class x top-1 prediction). Person
+    boxes (AVA) also get frame-mAP@0.5 with at most ``max_per_keyframe`` detections per keyframe."""
     torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
     table = read_split_json(videos)  # read once: for the rows and for AVA's keyframes
@@ -46,10 +46,11 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     model = build_variant_model(variant, tuple(first.x.shape[1:]), len(first.classes))
     model.load_state_dict(torch.load(model_path, map_location="cpu", weights_only=True))
     keyframes = KeyframeEvaluator.from_table(table, max_per_keyframe)
-    frames, weights_rows, scores, test_scores = [], [], {}, None
+    frames, weights_rows, scores, logits = [], [], {}, {}
     for subset, part in data.items():
         out = predict(model, part.x, len(part.classes), device=dev, precision=precision,
                       workers=loader_workers, crop=variant.get("crop"))
+        logits[subset] = out["logits"]
         meta = pd.concat([pd.DataFrame({"video_id": part.ids, "subset": subset}),
                           label_table(part.y.numpy())], axis=1)
         frames.append(pd.concat([meta, pd.DataFrame(out["logits"], columns=part.classes)], axis=1))
@@ -57,8 +58,6 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
             weights_rows.append(pd.concat([meta, pd.DataFrame(out["joint_weights"], columns=list(JOINTS))],
                                           axis=1))
         scores[subset] = evaluate(part.y.numpy(), out["logits"])
-        if subset == "test":
-            test_scores = out["logits"]
         if keyframes is not None:  # person boxes (AVA): frame-mAP@0.5 against the ground truth
             scores[subset]["frame_mAP"] = keyframes.frame_map(part.ids, out["logits"], subset)
     with atomic_path(out_logits) as tmp:
@@ -67,10 +66,10 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
         cols = [*frames[0].columns[:3], *JOINTS]
         (pd.concat(weights_rows) if weights_rows else pd.DataFrame(columns=cols)).to_csv(tmp, index=False)
     test = data["test"]
-    per_class = per_class_scores(test.y.numpy(), test_scores)
+    per_class = per_class_scores(test.y.numpy(), logits["test"])
     if out_confusion is not None:
         with atomic_path(out_confusion) as tmp:
-            pd.DataFrame(confusion_counts(test.y.numpy(), test_scores), columns=test.classes,
+            pd.DataFrame(confusion_counts(test.y.numpy(), logits["test"]), columns=test.classes,
                          index=pd.Index(test.classes, name="true")).to_csv(tmp)
     metrics = _no_nan(scores["test"])
     metrics["per_class"] = _no_nan(dict(zip(test.classes, map(float, per_class))))

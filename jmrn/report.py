@@ -15,7 +15,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from jmrn.io import atomic_path, read_video_table, value_columns  # noqa: E402
-
 from jmrn.store import PotionStore  # noqa: E402
 from jmrn.tables import (  # noqa: E402
     LABEL_SEPARATOR, class_names, label_targets, parse_labels, read_manifest)
@@ -414,7 +413,8 @@ def build_report(dataset: str, manifest_csv: str, potion_path: str, metrics: Seq
     write_table(fusion_numeric, out["fusion_csv"], out["fusion_md"],
                 f"{dataset}: late fusion, {title} on the test set", fusion_shown, fusion_note,
                 out.get("fusion_html"))
-    class_metric = "AP" if "labels" in manifest else "accuracy"
+    kinds = runs.get("per_class_metric", pd.Series(dtype=object)).dropna()  # as export wrote it
+    class_metric = kinds.iloc[0] if len(kinds) else "score"
     per_class_numeric, per_class_shown = per_class_table(runs)
     write_table(per_class_numeric, out["per_class_csv"], out["per_class_md"],
                 f"{dataset}: per-class test {class_metric}", per_class_shown,
