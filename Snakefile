@@ -49,6 +49,7 @@ rule all:
         REPORT_OUTPUTS.values(),
         # Named explicitly so that a deleted model or metrics file is rebuilt by `all`.
         run_file("model.pt", split=SPLITS, variant=VARIANTS, seed=SEEDS),
+        STAGE_OUTPUTS,
         run_file("metrics.json", split=SPLITS, variant=VARIANTS, seed=SEEDS),
     default_target: True
     localrule: True
@@ -64,6 +65,7 @@ for _split in SPLITS:
         input:
             run_file("model.pt", split=_split, variant=VARIANTS, seed=SEEDS),
             run_file("metrics.json", split=_split, variant=VARIANTS, seed=SEEDS),
+            STAGE_OUTPUTS,
             expand(f"{FUSION_DIR}/metrics.json", dataset=DATASET, split=_split, fusion=list(FUSIONS), seed=SEEDS),
         localrule: True
 

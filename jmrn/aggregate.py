@@ -13,7 +13,7 @@ from jmrn.config import fingerprint
 from jmrn.tables import read_manifest, write_csv
 from jmrn.io import LogWriter
 from jmrn.person_potion import person_map_channels, plan_source, planned_ids, source_maps
-from jmrn.potion import PotionAccumulator
+from jmrn.potion import PotionAccumulator, map_channels
 from jmrn.store import HeatmapShard, write_potion_store
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ def build_potion_store(manifest_csv: str | os.PathLike, shard_paths: Sequence[st
     joints, height, width = len(first["joints"]), first["height"], first["width"]
     channels, norm = int(potion["channels"]), potion.get("normalisation", "area")
     extra = tuple(potion.get("extra_channels", ()))
-    attrs = {"channels": channels, "map_channels": channels + len(extra),
+    attrs = {"channels": channels, "map_channels": map_channels(channels, extra),
              "normalisation": norm, "extra_channels": list(extra), "joints": first["joints"],
              "height": height, "width": width, "pose_backend": first["backend"],
              "pose_config_hash": first["config_hash"], "config_hash": fingerprint(potion)}
@@ -52,7 +52,7 @@ def build_potion_store(manifest_csv: str | os.PathLike, shard_paths: Sequence[st
                      person=dict(potion["person"]))
     else:
         video_ids = sorted(owner)
-        shape = (joints, channels + len(extra), height, width)
+        shape = (joints, map_channels(channels, extra), height, width)
 
         def maps() -> Iterator:
             for vid in tqdm(video_ids, desc="potion", file=LogWriter(log), mininterval=5.0):

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from jmrn.pose.base import letterbox_geometry
-from jmrn.potion import PotionAccumulator, finalize_person
+from jmrn.potion import PotionAccumulator, finalize_person, map_channels
 from jmrn.store import HeatmapShard
 from jmrn.video import parse_frame_ranges
 
@@ -189,5 +189,5 @@ def source_maps(shard: HeatmapShard, source: str, keyframes: list[Keyframe],
 
 def person_map_channels(potion: dict[str, Any]) -> int:
     """Channels per joint of a person map: C (+ extra), twice with context."""
-    per = int(potion["channels"]) + len(potion["extra_channels"])
+    per = map_channels(int(potion["channels"]), potion["extra_channels"])
     return per * (2 if potion["person"]["context"] else 1)

@@ -144,6 +144,11 @@ def _max_normalise(u: np.ndarray) -> np.ndarray:
     return np.divide(u, peak, out=np.zeros(u.shape, np.float32), where=peak > _EPS)
 
 
+def map_channels(channels: int, extra: Sequence[str]) -> int:
+    """Channels per joint of a stored map: C, plus 1 for ``intensity``, plus C for ``normalized``."""
+    return channels + ("intensity" in extra) + channels * ("normalized" in extra)
+
+
 def _with_extra(u: np.ndarray, extra: Sequence[str]) -> np.ndarray:
     """Append the optional intensity / normalised channels (PoTion paper) to J x C x H x W."""
     parts = [u]

@@ -46,6 +46,15 @@ PERSON_BOXES = config["dataset"]["adapter"] == "ava"
 GROUND_TRUTH = "results/{dataset}/ground_truth.csv"
 SHARD_TABLE = "results/{dataset}/shards/{shard}.{digest}.csv"
 POTION = "results/{dataset}/potion.zarr"
+# Targets of `all` and `splitN` besides the runs: Snakemake plans a missing intermediate file
+# only when a job that reads it must run, and the manifest and PoTion store are read as
+# `ancient`. Naming them rebuilds what a failed or killed job deleted (its content digests then
+# decide which trainings rerun) instead of keeping results of the settings before it.
+STAGE_OUTPUTS = [
+    *expand(MANIFEST, dataset=DATASET),
+    *expand("results/{dataset}/heatmaps/{shard}.zarr", dataset=DATASET, shard=SHARDS),
+    *expand(POTION, dataset=DATASET),
+]
 
 
 def manifest_sources(wildcards):

@@ -400,3 +400,16 @@ def test_sigkill_during_a_stage_then_rerun_equals_an_uninterrupted_run(tiny_demo
         np.testing.assert_array_equal(a.load(a.video_ids), b.load(b.video_ids))
     else:
         assert ref.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("extra, per_joint", [((), 3), (("intensity",), 4), (("normalized",), 6),
+                                              (("intensity", "normalized"), 7)])
+def test_potion_store_is_sized_for_its_extra_channels(tiny_demo, tmp_path, extra, per_joint):
+    """`normalized` adds C channels and `intensity` one: the store holds what the accumulator gives."""
+    _, manifest = demo_copy(tiny_demo, tmp_path)
+    extract_shard(manifest, 0, 1, POSE, tmp_path / "s.zarr")
+    build_potion_store(manifest, [tmp_path / "s.zarr"], {"channels": 3, "extra_channels": list(extra)},
+                       tmp_path / "p.zarr", tmp_path / "failed.csv")
+    store = PotionStore(tmp_path / "p.zarr")
+    assert store.shape[1] == per_joint == store.attrs["map_channels"]
+    assert np.isfinite(store.get(store.video_ids[0])).all()

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
-from test_pipeline import snakemake, tiny_config
+from test_pipeline import REPO, SNAKEMAKE, snakemake, tiny_config
 
+from jmrn.store import PotionStore
 from jmrn.tables import read_manifest, shard_of
 
 pytestmark = pytest.mark.slow
@@ -132,3 +135,22 @@ def test_adding_videos_reruns_their_shards_potion_and_their_splits(finished, tmp
     for rel in ("demo/split1/jmrn/seed0/model.pt", "demo/split1/potion/seed0/logits.csv",
                 "demo/split1/jmrn/seed0/metrics.json", "demo/manifest.csv"):
         assert (work / "results" / rel).read_bytes() == (scratch / "results" / rel).read_bytes(), rel
+
+
+def test_store_deleted_by_a_failed_rebuild_is_rebuilt_not_kept(finished, tmp_path):
+    """A PoTion job that fails after a settings change deletes the store; the next run rebuilds it
+    with the new settings and retrains on it, instead of keeping the old settings' results."""
+    work, cfg = copy_run(finished, tmp_path, lambda c: c["potion"].update(normalisation="max"))
+    chunk = next(p for p in sorted((work / "results/demo/heatmaps/shard000.zarr").rglob("*"))
+                 if p.is_file() and "/c/" in str(p))
+    intact = chunk.read_bytes()
+    chunk.write_bytes(b"\0" * len(intact))  # an unreadable heatmap: the rebuild fails
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(work), "--configfile",
+                           str(work / "config.yaml"), "--cores", "2", "all"],
+                          cwd=work, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode != 0 and not (work / "results/demo/potion.zarr").exists()
+    chunk.write_bytes(intact)
+    jobs = executed(snakemake(work, "all"))
+    assert jobs["potion"] == 1 and jobs["train"] == 4 and jobs["export"] == 4
+    assert PotionStore(work / "results/demo/potion.zarr").attrs["normalisation"] == "max"
