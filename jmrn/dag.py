@@ -88,26 +88,60 @@ DATASET_SOURCES = ("video_root", "split_dir", "joint_root", "annotation_dir", "a
                    "label_names", "proposals")
 
 
+def _file_stamp(path: str) -> str:
+    """Size and modification time; a dangling symbolic link is stamped by its target (the manifest
+    records such a video as unreadable instead of the DAG failing to build)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            raise
+        return f"link->{os.readlink(path)}"
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def _walk_error(error: OSError) -> None:
+    raise OSError(error.errno, f"cannot list {error.filename}: {error.strerror}", error.filename)
+
+
+def files_digest(paths: tuple[str, ...]) -> str:
+    """Digest of files and folder trees as listed on disk (relative name, size, modification
+    time): adding, removing or replacing any file under them changes it. Missing paths count as
+    absent; a folder that cannot be listed is an error, never an empty folder."""
+    digest = hashlib.sha256()
+    for root in sorted(paths):
+        digest.update(f"\0{root}\0".encode("utf-8", "surrogateescape"))
+        if os.path.isfile(root):
+            digest.update(_file_stamp(root).encode())
+            continue
+        for folder, dirs, names in os.walk(root, onerror=_walk_error):
+            dirs.sort()
+            for name in sorted(names):
+                path = os.path.join(folder, name)
+                rel = os.path.relpath(path, root)
+                digest.update(f"{rel}\0{_file_stamp(path)}\n".encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()[:16]
+
+
 def source_digest(dataset: dict[str, Any]) -> str:
-    """Digest of the dataset's files as listed on disk (relative name, size, modification time):
-    adding, removing or replacing a video or an annotation file reruns the manifest."""
+    """Digest of the dataset's files: a new, removed or replaced video or annotation file
+    reruns the manifest."""
     paths = [dataset[k] for k in DATASET_SOURCES if dataset.get(k)]
     for source in ("train_source", "test_source"):
         paths += [v for v in (dataset.get(source) or {}).values() if v]
-    digest = hashlib.sha256()
-    for root in sorted(map(str, paths)):
-        digest.update(f"\0{root}\0".encode("utf-8", "surrogateescape"))
-        if os.path.isfile(root):
-            st = os.stat(root)
-            digest.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
-            continue
-        for folder, dirs, names in os.walk(root):
-            dirs.sort()
-            for name in sorted(names):
-                st = os.stat(os.path.join(folder, name))
-                rel = os.path.relpath(os.path.join(folder, name), root)
-                digest.update(f"{rel}\0{st.st_size}:{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return digest.hexdigest()[:16]
+    return files_digest(tuple(map(str, paths)))
+
+
+POSE_FILE_OPTIONS = ("root", "checkpoint")
+
+
+def pose_files_digest(pose: dict[str, Any]) -> str:
+    """Digest of the files the chosen pose backend reads besides the videos (OpenPose or
+    AlphaPose outputs under its ``root``, a checkpoint file): rewriting them reruns the pose jobs."""
+    options = (pose.get("options") or {}).get(pose["backend"]) or {}
+    paths = [str(options[k]) for k in POSE_FILE_OPTIONS
+             if isinstance(options.get(k), str) and os.path.exists(options[k])]
+    return files_digest(tuple(paths))
 
 
 def write_shard_videos(manifest_csv: str, shard: int, n_shards: int, digest: str, out: str) -> None:

@@ -1,12 +1,13 @@
 # Shared names and input functions. No pipeline logic lives here: only paths from the config
 # and the content digests (jmrn.dag) that name what each job depends on.
+import functools
 import re
 
 from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.io import checkpoint_target
 
 from jmrn import resources as job_resources_of
-from jmrn.dag import shard_digests, source_digest, split_digests, split_maps_mb as _split_maps_mb
+from jmrn.dag import pose_files_digest, shard_digests, source_digest, split_digests, split_maps_mb as _split_maps_mb
 
 DATASET = config["dataset"]["name"]
 SPLITS = [int(s) for s in config["dataset"]["splits"]]
@@ -63,6 +64,12 @@ def manifest_sources(wildcards):
     if config["dataset"]["adapter"] == "demo":
         return "demo"
     return source_digest(config["dataset"])
+
+
+@functools.cache
+def pose_files():
+    """Digest of the pose backend's own files (jmrn.dag.pose_files_digest), once per DAG."""
+    return pose_files_digest(config["pose"])
 
 
 def shard_videos_file(wildcards):

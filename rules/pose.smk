@@ -10,6 +10,9 @@ rule pose:
     params:
         stage="pose",
         pose=pose_settings(config),
+        # Pose files from outside (OpenPose / AlphaPose outputs, a checkpoint) are not Snakemake
+        # inputs: their digest reruns the shards when they are rewritten.
+        pose_files=lambda wildcards: pose_files(),
         n_shards=N_SHARDS,
     threads: job_threads("pose")
     resources:
