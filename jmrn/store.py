@@ -68,6 +68,18 @@ def os_errors(path: str | os.PathLike) -> Iterator[None]:
         raise OSError(code, os.strerror(code), str(path)) from exc
 
 
+def storage_fault(exc: BaseException, path: str | os.PathLike) -> OSError | None:
+    """A read failure that is the machine's (permission, I/O, network file system) as an
+    ``OSError`` naming the file; None when it is the data's (a chunk that does not decode)."""
+    if isinstance(exc, OSError):
+        return OSError(exc.errno, exc.strerror or str(exc), str(exc.filename or path))
+    found = _RUST_OS_ERROR.search(str(exc)) if isinstance(exc, RuntimeError) else None
+    if found:
+        code = int(found.group(1))
+        return OSError(code, os.strerror(code), str(path))
+    return None
+
+
 class StoreError(RuntimeError):
     """Stored data does not read back as written (a missing or damaged chunk)."""
 
@@ -200,11 +212,18 @@ class HeatmapShard:
         """Yield uint8 frame batches (B x J x H x W); the bytes are checked against the crc32
         stored for the video once it has been read entirely."""
         arr, start, length, expected = self._ranges[video_id]
+        if expected is None and "frame_ranges" in self.attrs:
+            raise StoreError(f"{self.path}: video {video_id!r} has no checksum (the shard's "
+                             "attributes are damaged); rerun its pose shard")
         crc = 0
         for at in range(start, start + length, batch):
             try:
                 block = arr[at:min(at + batch, start + length)]
             except Exception as exc:
+                fault = storage_fault(exc, self.path / arr.path / arr.metadata.encode_chunk_key(
+                    (at // (arr.shards or arr.chunks)[0],) + (0,) * (arr.ndim - 1)))
+                if fault is not None:
+                    raise fault from exc
                 raise StoreError(f"{self.path}: heatmaps of video {video_id!r} cannot be read "
                                  f"({type(exc).__name__}: {exc}); rerun its pose shard") from exc
             crc = zlib.crc32(np.ascontiguousarray(block).tobytes(), crc)
@@ -270,6 +289,9 @@ class PotionStore:
         self.video_ids: list[str] = [str(v) for v in self.group["video_id"][:]] if n else []
         self.index = {v: i for i, v in enumerate(self.video_ids)}
         self.crc32 = self.group["crc32"][:] if "crc32" in self.group and n else None
+        if n and (self.crc32 is None or self.crc32.shape != (n,)):
+            raise StoreError(f"{self.path}: the store's checksums (crc32) are missing or damaged, so "
+                             "its maps cannot be verified; rerun the potion rule (delete the store)")
         self.rows_per_file = (self.potion.shards or self.potion.chunks)[0]  # maps per shard file
 
     def __len__(self) -> int:
@@ -317,9 +339,16 @@ class PotionStore:
             for r in rows:  # find the damaged one
                 try:
                     self.potion[int(r)]
-                except Exception:
+                except Exception as row_exc:
+                    fault = storage_fault(row_exc, self.path / "potion" / self.potion.metadata.
+                                          encode_chunk_key((int(r) // self.rows_per_file, 0, 0, 0, 0)))
+                    if fault is not None:
+                        raise fault from exc
                     raise self._damaged(self.video_ids[r], f"cannot be read ({type(exc).__name__}: "
                                         f"{exc})") from exc
+            fault = storage_fault(exc, self.path)
+            if fault is not None:
+                raise fault from exc
             raise
 
     @staticmethod

@@ -413,3 +413,58 @@ def test_potion_store_is_sized_for_its_extra_channels(tiny_demo, tmp_path, extra
     store = PotionStore(tmp_path / "p.zarr")
     assert store.shape[1] == per_joint == store.attrs["map_channels"]
     assert np.isfinite(store.get(store.video_ids[0])).all()
+
+
+@pytest.mark.parametrize("damage", ["metadata", "array"])
+def test_potion_store_without_its_checksums_is_refused_not_read_as_zeros(stores, damage):
+    """Deleting the crc32 array's metadata (or all of it) and a chunk must not read as zeros."""
+    _, potion = stores
+    if damage == "metadata":
+        (potion / "crc32" / "zarr.json").unlink()
+    else:
+        shutil.rmtree(potion / "crc32")
+    chunk_files(potion / "potion")[0].unlink()
+    with pytest.raises(StoreError, match="checksums .* missing or damaged"):
+        PotionStore(potion)
+
+
+def test_heatmap_shard_without_a_videos_checksum_is_refused(stores):
+    import json
+
+    shard_path, _ = stores
+    meta = json.loads((shard_path / "zarr.json").read_text())
+    vid = next(iter(meta["attributes"]["frame_ranges"]))
+    meta["attributes"]["frame_ranges"][vid][2] = None
+    (shard_path / "zarr.json").write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=f"video {vid!r} has no checksum"):
+        HeatmapShard(shard_path).read(vid)
+
+
+@pytest.fixture
+def refuse_reads(monkeypatch):
+    """Calling it makes every later Zarr chunk read fail as zarrs reports a refused read."""
+    import zarr.core.array
+
+    async def refuse(*args, **kwargs):
+        raise RuntimeError("failed to read chunk: Permission denied (os error 13)")
+
+    return lambda: monkeypatch.setattr(zarr.core.array, "_get_selection", refuse)
+
+
+def test_unreadable_potion_file_is_an_os_error_naming_it(stores, refuse_reads):
+    _, potion = stores
+    store = PotionStore(potion)
+    refuse_reads()
+    with pytest.raises(OSError) as caught:
+        store.load(store.video_ids[:2])
+    assert caught.value.errno == errno.EACCES and not isinstance(caught.value, StoreError)
+    assert str(potion / "potion" / "c") in caught.value.filename and "rerun" not in str(caught.value)
+
+
+def test_unreadable_heatmap_shard_during_potion_names_the_shard(stores, refuse_reads, tmp_path):
+    shard_path, _ = stores
+    refuse_reads()
+    with pytest.raises(OSError) as caught:
+        build_potion_store(tmp_path / "manifest.csv", [shard_path], {"channels": 3},
+                           tmp_path / "p2.zarr", tmp_path / "failed2.csv")
+    assert caught.value.errno == errno.EACCES and str(shard_path) in caught.value.filename
