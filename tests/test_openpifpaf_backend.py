@@ -133,3 +133,22 @@ def test_video_heatmaps_are_the_batches_quantised(backend, frames, tmp_path):
     got = np.concatenate(list(backend.heatmaps({"path": str(path)})))
     assert len(got) == len(decoded) == 12
     assert np.array_equal(got, to_uint8(backend.frames_to_heatmaps(decoded)))
+
+
+@pytest.mark.parametrize("checkpoint", ["shufflenetv2k16", "http://example.invalid/models/evil.pkl"])
+def test_checkpoint_name_or_url_never_unpickles_what_the_hub_cache_holds(tmp_path, monkeypatch, checkpoint):
+    """A name or URL resolves to torch's hub cache, where anyone could have planted a file:
+    without checkpoint_sha256 it is refused like any pickled model; nothing is downloaded."""
+    from openpifpaf.network.factory import CHECKPOINT_URLS
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    with pytest.raises(DatasetError, match="is not a local file"):  # nothing cached, no download
+        make_backend("openpifpaf", 24, 32, {"checkpoint": checkpoint})
+    marker = tmp_path / "pwned"
+    url = CHECKPOINT_URLS.get(checkpoint, checkpoint)
+    planted = tmp_path / "hub" / "checkpoints" / url.rsplit("/", 1)[1]
+    planted.parent.mkdir(parents=True)
+    torch.save({"model": RunsCode(marker)}, planted)
+    with pytest.raises(DatasetError, match="refusing to unpickle"):
+        make_backend("openpifpaf", 24, 32, {"checkpoint": checkpoint})
+    assert not marker.exists()

@@ -5,8 +5,9 @@ The CIF confidence channel of each of the 17 COCO joints is already a heatmap in
 persons add up; it is cropped to the frame, resized into the H x W output (aspect kept) and
 the neck is derived from the shoulders.
 
-Checkpoints: ``checkpoint`` is an openpifpaf name (``shufflenetv2k16``, ..., downloaded by
-openpifpaf on first use) or a local file path. A local file that holds a state dict (tensors
+Checkpoints: ``checkpoint`` is a local file path, or an openpifpaf name or URL whose release
+file is already in torch's hub cache (nothing is downloaded: openpifpaf's loader would unpickle
+what it fetched). A local file that holds a state dict (tensors
 only) is loaded with ``torch.load(weights_only=True)`` into the network openpifpaf's factory
 builds for ``base_net``: nothing in the file can run. openpifpaf's own release files are whole
 pickled models, and unpickling one runs whatever code it names, so such a file is loaded (by
@@ -86,6 +87,22 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor] | None:
     return obj
 
 
+def _downloaded_release_file(name: str) -> str:
+    """The file openpifpaf keeps in torch's hub cache for a checkpoint name or URL, loaded under
+    the same rules as a local file; never a download (openpifpaf's loader would unpickle it)."""
+    from openpifpaf.network.factory import CHECKPOINT_URLS
+
+    url = CHECKPOINT_URLS.get(name, name)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)) \
+        if isinstance(url, str) and url.startswith(("http://", "https://")) else None
+    if cached is None or not os.path.isfile(cached):
+        raise DatasetError(
+            f"pose.options.openpifpaf.checkpoint {name!r} is not a local file: openpifpaf would "
+            "download and unpickle it, which runs the code it names; download it yourself and "
+            "give its path (docs/pose-backends.md#openpifpaf-checkpoint)")
+    return cached
+
+
 def build_network(checkpoint: str | None, base_net: str = "shufflenetv2k16",
                   checkpoint_sha256: str | None = None) -> torch.nn.Module:
     """openpifpaf's network: from a checkpoint name or local file (see the module docstring
@@ -94,9 +111,8 @@ def build_network(checkpoint: str | None, base_net: str = "shufflenetv2k16",
 
     if not checkpoint:
         return _random_network(base_net)
-    if not os.path.isfile(checkpoint):  # a name: openpifpaf downloads its release file
-        net, _ = openpifpaf.network.Factory(checkpoint=checkpoint).factory()
-        return net
+    if not os.path.isfile(checkpoint):
+        checkpoint = _downloaded_release_file(checkpoint)
     state = read_state_dict(checkpoint)
     if state is not None:
         net = _random_network(base_net)
