@@ -77,21 +77,51 @@ def read_video_table(path: str | os.PathLike) -> Any:
                        encoding="utf-8")
 
 
+# Values a YAML file may expand to: aliases let a few lines name billions of values (a "billion
+# laughs" file), which every later copy or validation would then walk.
+MAX_YAML_VALUES = 100_000
+
+
+def _expanded_size_within(data: Any, budget: int) -> bool:
+    """Whether ``data``, with every alias expanded, holds at most ``budget`` values; stops
+    counting as soon as the budget is spent (so it is fast on a file that explodes)."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        budget -= 1
+        if budget < 0:
+            return False
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return True
+
+
 def read_yaml(path: str | os.PathLike) -> Any:
-    """Load YAML with ``safe_load`` (no arbitrary object construction); an unreadable file or
-    a syntax error is a one-line ``UserError`` naming the file (and line:column)."""
+    """Load YAML with ``safe_load`` (no arbitrary object construction); an unreadable file, a
+    file that is not UTF-8 text, a syntax error or a file that expands (through aliases) to more
+    than ``MAX_YAML_VALUES`` values is a one-line ``UserError`` naming the file."""
     from jmrn.errors import UserError
 
     try:
-        with open(path, encoding="utf-8") as fh:
-            return yaml.safe_load(fh)
+        with open(path, "rb") as fh:
+            data = yaml.safe_load(fh.read().decode("utf-8"))
     except OSError as exc:
         raise UserError(f"{path}: cannot read it ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                        f"{exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise UserError(f"{where}: YAML syntax error: {problem}") from exc
+    if not _expanded_size_within(data, MAX_YAML_VALUES):
+        raise UserError(f"{path}: expands to more than {MAX_YAML_VALUES:,} values (YAML aliases "
+                        "repeating one another?); a config is far smaller")
+    return data
 
 
 def setup_logging(log_file: str | os.PathLike | None = None, level: int = logging.INFO) -> None:

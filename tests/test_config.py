@@ -2,8 +2,10 @@
 errors for syntax errors, typos, bad values and a GPU that is not there."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -139,3 +141,73 @@ def test_per_class_table_skips_runs_without_per_class_scores():
     assert numeric[["class", "variant", "mean (%)", "runs"]].values.tolist() == [
         ["x", "a", 75.0, 2], ["y", "a", 50.0, 2]]
     assert shown.columns.tolist() == ["class", "a"] and shown["a"].tolist()[0] == "75.00 ± 35.36 (2)"
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"seeds: [0]\nnote: caf\xe9\n", r"not UTF-8 text \(byte 0xe9 at offset 20\)"),
+    (bytes(range(256)), r"not UTF-8 text|YAML syntax error"),
+    (BILLION_LAUGHS.encode(), r"expands to more than 100,000 values"),
+], ids=["latin-1", "binary", "alias bomb"])
+def test_overlay_that_is_not_a_small_utf8_yaml_is_one_line(tmp_path, capsys, content, message):
+    import time
+
+    path = tmp_path / "overlay.yaml"
+    path.write_bytes(content)
+    start = time.perf_counter()
+    assert main(["check-config", DEMO, str(path)]) == 1
+    err = capsys.readouterr().err
+    assert time.perf_counter() - start < 10
+    assert err.startswith("error: ") and err.count("\n") == 1 and re.search(message, err), err
+
+
+def test_config_overlay_fuzz_gives_a_result_or_one_line(tmp_path, capsys):
+    """Truncated, byte-flipped and type-swapped overlays: check-config accepts or refuses with one
+    line, never a traceback, and what it accepts is what the file says."""
+    import time
+
+    import yaml
+
+    rng = np.random.default_rng(29)
+    source = Path(DEMO).read_bytes()
+    swaps = [0, -1, 1.5, "x", None, True, [], {}, [1, "a"], 1e400]
+    start = time.perf_counter()
+    for case in range(120):
+        kind = case % 3
+        if kind == 0:
+            data = source[:rng.integers(1, len(source))]
+        elif kind == 1:
+            data = bytearray(source)
+            for at in rng.integers(0, len(data), size=rng.integers(1, 4)):
+                data[at] = int(rng.integers(0, 256))
+            data = bytes(data)
+        else:
+            config = yaml.safe_load(source)
+            section = sorted(config)[rng.integers(len(config))]
+            if isinstance(config[section], dict) and config[section]:
+                key = sorted(config[section])[rng.integers(len(config[section]))]
+                config[section][key] = swaps[rng.integers(len(swaps))]
+            else:
+                config[section] = swaps[rng.integers(len(swaps))]
+            data = yaml.safe_dump(config).encode()
+        path = tmp_path / f"fuzz{case}.yaml"
+        path.write_bytes(data)
+        code = main(["check-config", "--print", str(path)])
+        out, err = capsys.readouterr()
+        assert code in (0, 1), (case, err)
+        if code == 1:
+            assert err.startswith("error: ") and err.count("\n") == 1, (case, data, err)
+        else:
+            given = yaml.safe_load(data.decode("utf-8")) or {}
+            printed = yaml.safe_load(out.split("\nconfig ok")[0])
+            for section, value in given.items():
+                if not isinstance(value, dict):
+                    assert printed[section] == value, (case, section)
+                else:
+                    for key, inner in value.items():
+                        if not isinstance(inner, dict):
+                            assert printed[section][key] == inner, (case, section, key)
+    assert time.perf_counter() - start < 60
