@@ -56,8 +56,25 @@ def save_torch(obj: Any, path: str | os.PathLike) -> None:
     internal name does not come from the (per-process) temporary file name."""
     import torch
 
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(obj, fh)
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+    except RuntimeError as exc:  # torch's writer reports a failed write as its own error
+        fault = _os_error_in_chain(exc)
+        if fault is None:
+            raise
+        raise OSError(fault.errno, fault.strerror, str(path)) from exc
+
+
+def _os_error_in_chain(exc: BaseException) -> OSError | None:
+    """The ``OSError`` (full disk, I/O error) behind an exception, if one caused it."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 # Per-video columns of logits / joint-weight tables that are not values ("labels": multi-label).

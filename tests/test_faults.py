@@ -468,3 +468,17 @@ def test_unreadable_heatmap_shard_during_potion_names_the_shard(stores, refuse_r
         build_potion_store(tmp_path / "manifest.csv", [shard_path], {"channels": 3},
                            tmp_path / "p2.zarr", tmp_path / "failed2.csv")
     assert caught.value.errno == errno.EACCES and str(shard_path) in caught.value.filename
+
+
+def test_full_disk_while_saving_a_checkpoint_is_the_os_error(small_disk):
+    """torch reports the failed write as `RuntimeError: [enforce fail at inline_container.cc]`;
+    the job must fail with ENOSPC naming the file, and leave nothing behind."""
+    import torch
+
+    from jmrn.io import save_torch
+
+    out = small_disk / "checkpoint.pt"
+    with pytest.raises(OSError) as caught:
+        save_torch({"weights": torch.zeros(100_000)}, out)
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(out)
+    assert not list(small_disk.iterdir())
