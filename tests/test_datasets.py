@@ -285,6 +285,21 @@ def test_folder_adapter_holds_out_per_class(tiny_demo, tmp_path):
     assert_potion_covers_usable(manifest, store, tmp_path)
 
 
+@pytest.mark.parametrize("adapter", ["folder", "hmdb51"])
+def test_empty_class_folder_is_recorded_not_dropped_unseen(tiny_demo, tmp_path, caplog, adapter):
+    videos = tmp_path / "videos"
+    shutil.copytree(tiny_demo / "videos", videos)
+    (videos / "wave (empty)").mkdir()
+    dataset = {"adapter": adapter, "video_root": str(videos), "split_dir": str(tiny_demo / "splits"),
+               "splits": [1]}
+    with caplog.at_level(logging.WARNING):
+        manifest = build_manifest(dataset, tmp_path / "m.csv")
+    assert "class folder without videos" in caplog.text and "wave (empty)" in caplog.text
+    assert "wave (empty)" not in set(manifest["label_name"])
+    with pytest.raises(DatasetError, match="class folder without videos"):
+        build_manifest({**dataset, "on_problem": "fail"}, tmp_path / "m2.csv")
+
+
 def test_holdout_keeps_a_training_video_per_class():
     split = holdout_splits({"a": ["x"], "b": ["y", "z"]}, [1], 0.9)
     assert split["x"] == {"split1": "train"}

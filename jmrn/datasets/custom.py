@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jmrn.datasets.files import is_video, require_dir, require_file, utf8_name
+from jmrn.datasets.files import class_videos, require_dir, require_file
 from jmrn.datasets.report import DatasetError, DatasetProblems
 
 SUBSETS = ("train", "test", "-")
@@ -21,9 +21,8 @@ def load_folder(video_root: str | Path, problems: DatasetProblems) -> pd.DataFra
     id is its path under the root (``walk/000.avi``): unique by construction, so videos
     numbered per class never collide."""
     root = require_dir(video_root, "dataset.video_root")
-    rows = [{"video_id": f"{d.name}/{f.name}", "path": str(f), "label_name": d.name}
-            for d in sorted(p for p in root.iterdir() if p.is_dir() and utf8_name(p, problems))
-            for f in sorted(d.iterdir()) if is_video(f) and utf8_name(f, problems)]
+    rows = [{"video_id": f"{cls}/{f.name}", "path": str(f), "label_name": cls}
+            for cls, videos in class_videos(root, problems).items() for f in videos]
     if not rows:
         raise DatasetError(f"no videos in class folders under {root} (config dataset.video_root)")
     return pd.DataFrame(rows)

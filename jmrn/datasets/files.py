@@ -43,6 +43,20 @@ def utf8_name(path: Path, problems: DatasetProblems) -> bool:
         return False
 
 
+def class_videos(root: Path, problems: DatasetProblems, keep_empty: bool = False) -> dict[str, list[Path]]:
+    """The videos of each class folder under ``root``, by class name. A folder without videos
+    is recorded, never dropped unseen; ``keep_empty`` keeps it (split files may list its videos,
+    which then become 'missing file' rows)."""
+    classes = {d.name: sorted(f for f in d.iterdir() if is_video(f) and utf8_name(f, problems))
+               for d in sorted(p for p in root.iterdir() if p.is_dir() and utf8_name(p, problems))}
+    for name in [c for c, videos in classes.items() if not videos]:
+        problems.add("class folder without videos" + ("" if keep_empty else " (class left out)"),
+                     str(root / name))
+        if not keep_empty:
+            del classes[name]
+    return classes
+
+
 def index_videos(root: Path, problems: DatasetProblems) -> dict[str, Path]:
     """Every video under ``root`` (recursively) by file stem; one walk, whatever the layout."""
     found: dict[str, Path] = {}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jmrn.datasets.files import is_video, require_dir, utf8_name
+from jmrn.datasets.files import class_videos, require_dir
 from jmrn.datasets.report import DatasetError, DatasetProblems
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,13 @@ def load(video_root: str | Path, split_dir: str | Path, splits: list[int],
     probe marks it ``missing file`` in the manifest (and failed.csv) instead of it vanishing."""
     video_root = require_dir(video_root, "dataset.video_root")
     split_dir = require_dir(split_dir, "dataset.split_dir")
-    classes = sorted(p.name for p in video_root.iterdir() if p.is_dir() and utf8_name(p, problems))
+    videos = class_videos(video_root, problems, keep_empty=True)
+    classes = sorted(videos)
     if not classes:
         raise DatasetError(f"no class folders under {video_root} (config dataset.video_root)")
     rows: dict[str, dict] = {}
     for cls in classes:
-        for f in sorted((video_root / cls).iterdir()):
-            if not is_video(f) or not utf8_name(f, problems):
-                continue
+        for f in videos[cls]:
             if f.name in rows:
                 problems.add("duplicate video name (second copy ignored)",
                              f"{f} (also in {rows[f.name]['path']})")
