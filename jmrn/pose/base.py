@@ -29,9 +29,13 @@ class PoseBackend(ABC):
     """Produces joint heatmaps at a fixed output size (height x width)."""
 
     name: str = ""
-    # Whether the backend decodes the video, so that fewer frames than the container announced
-    # mean a damaged file (keypoint sources carry their own length).
-    decodes_video: bool = True
+    # How a video with fewer frames than the manifest announced (its container's count) is
+    # described ("short: ..."), or None when the source carries its own length (keypoints) or
+    # takes the manifest's (AlphaPose).
+    short_reason: str | None = "decoded {decoded} of {announced} frames"
+    # Remarks on the last video's content (dropped joints, capped people): kept, recorded with
+    # the video as a warning.
+    notes: list[str] | tuple[str, ...] = ()
 
     def __init__(self, height: int, width: int, batch_size: int = 16) -> None:
         if height < 1 or width < 1:

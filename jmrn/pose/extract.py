@@ -27,10 +27,12 @@ SHORT_FRACTION = 0.9
 CONTENT_ERRORS = (VideoError, ValueError)
 
 
-def content_warning(decoded: int, announced: int, peak: int) -> str | None:
-    """Why a stored video is suspect, or None: it decoded short, or no joint appears at all."""
+def content_warning(decoded: int, announced: int, peak: int,
+                    short: str = "decoded {decoded} of {announced} frames") -> str | None:
+    """Why a stored video is suspect, or None: it is short (``short`` says how), or no joint
+    appears at all."""
     if announced > 0 and decoded < SHORT_FRACTION * announced and announced - decoded >= 2:
-        return f"short: decoded {decoded} of {announced} frames"
+        return "short: " + short.format(decoded=decoded, announced=announced)
     if peak == 0:
         return "no joint found in any frame (all heatmaps are zero)"
     return None
@@ -42,9 +44,10 @@ def extract_shard(manifest_csv: str | os.PathLike, shard: int, n_shards: int,
     shard's own video table (``shards/shardNNN.<digest>.csv``, what the pipeline passes) or the
     whole manifest.
 
-    A video that fails to decode is recorded in the shard's ``failed`` list and skipped; one
-    that decodes short or whose heatmaps are all zero is stored and recorded in ``warnings``
-    (``on_bad_video: skip``). With ``fail`` either stops the job on one line. Storage errors
+    A video that fails to decode (or whose pose files are unusable) is recorded in the shard's
+    ``failed`` list and skipped; one that decodes short, whose heatmaps are all zero or whose
+    backend noted dropped content is stored and recorded in ``warnings`` (``on_bad_video:
+    skip``). With ``fail`` either stops the job on one line. Storage errors
     are never taken for bad videos: they propagate and no shard is committed."""
     manifest = pose_rows(read_manifest(manifest_csv))
     usable = manifest[manifest["status"] == "ok"]
@@ -73,10 +76,12 @@ def extract_shard(manifest_csv: str | os.PathLike, shard: int, n_shards: int,
             frames += decoded
             wanted = wanted_frames(row)
             announced = (int(row["frames"]) if wanted is None else len(wanted)) \
-                if backend.decodes_video else 0
+                if backend.short_reason else 0
             if wanted is not None:  # which frames the stored ones are (AVA's keyframe clips)
                 shard_writer.frame_numbers[row["video_id"]] = row["clip_frames"]
-            warning = content_warning(decoded, announced, shard_writer.peak)
+            warning = "; ".join(w for w in (content_warning(decoded, announced, shard_writer.peak,
+                                                            backend.short_reason or ""),
+                                            *backend.notes) if w)
             if warning:
                 if fail_fast:
                     raise DatasetError(f"pose extraction of {row['path']}: {warning} "

@@ -3,7 +3,7 @@
 Keypoints come as M x T x V x 2 pixel coordinates with M x T x V scores (mmaction2 / pyskl
 skeleton format). They are converted to the 18-joint layout, scaled into the H x W output
 (keeping the aspect ratio, centred) and rendered as Gaussians of peak = score; several persons
-combine by maximum. Rendering is separable and vectorised over persons, frames and joints.
+combine by a running maximum. Rendering is separable and vectorised over frames and joints.
 """
 from __future__ import annotations
 
@@ -67,17 +67,34 @@ def render_heatmaps(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
     """Gaussian heatmaps (T x V x H x W, float32) from M x T x V x 2 keypoints and scores.
 
     Pixel centres are at integer output coordinates, so a keypoint at source pixel (x, y)
-    peaks at output (x * s + dx, y * s + dy) with sub-pixel accuracy."""
+    peaks at output (x * s + dx, y * s + dy) with sub-pixel accuracy. A joint with a
+    non-finite coordinate or score, or a score <= 0, is missing. Persons are rendered one at
+    a time into a running maximum, so memory does not grow with their number."""
     scale, dx, dy = fit_transform(src_hw, out_hw)
     h, w = out_hw
-    x = kp[..., 0] * scale + dx - 0.5 * (1 - scale)  # source pixel centres -> output centres
-    y = kp[..., 1] * scale + dy - 0.5 * (1 - scale)
-    gx = np.exp(-((np.arange(w)[None, None, None, :] - x[..., None]) ** 2) / (2 * sigma**2))
-    gy = np.exp(-((np.arange(h)[None, None, None, :] - y[..., None]) ** 2) / (2 * sigma**2))
-    s = np.where(np.isfinite(score) & (score > 0), score, 0).astype(np.float32)
-    maps = np.einsum("mtvh,mtvw->mtvhw", (gy * s[..., None]).astype(np.float32),
-                     gx.astype(np.float32))  # M x T x V x H x W
-    return maps.max(axis=0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        x = kp[..., 0] * scale + dx - 0.5 * (1 - scale)  # source pixel centres -> output centres
+        y = kp[..., 1] * scale + dy - 0.5 * (1 - scale)
+    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(score) & (score > 0)
+    s = np.where(ok, score, 0).astype(np.float32)
+    # Beyond 40 sigma of the frame a Gaussian underflows to 0: clipping there changes nothing.
+    pad = 40 * sigma + 1
+    x = np.clip(np.where(ok, x, 0), -pad, w - 1 + pad)
+    y = np.clip(np.where(ok, y, 0), -pad, h - 1 + pad)
+    maps = np.zeros((*score.shape[1:], h, w), np.float32)
+    present = s.any(axis=2)  # M x T: person m has a joint in frame t
+    for m in np.flatnonzero(present.any(axis=1)):
+        t = np.flatnonzero(present[m])
+        t = slice(None) if len(t) == present.shape[1] else t  # all frames: a view, no copies
+        gx = np.exp(-((np.arange(w) - x[m, t, :, None]) ** 2) / (2 * sigma**2))
+        gy = np.exp(-((np.arange(h) - y[m, t, :, None]) ** 2) / (2 * sigma**2))
+        person = np.einsum("tvh,tvw->tvhw", (gy * s[m, t, :, None]).astype(np.float32),
+                           gx.astype(np.float32))
+        if isinstance(t, slice):
+            np.maximum(maps, person, out=maps)
+        else:
+            maps[t] = np.maximum(maps[t], person)
+    return maps
 
 
 def render_batches(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
@@ -106,7 +123,7 @@ class KeypointsBackend(PoseBackend):
             raise ValueError(f"unknown keypoint layout {layout!r}; known: {', '.join(LAYOUTS)}")
         self.sigma, self.layout = sigma, layout
 
-    decodes_video = False
+    short_reason = None
 
     def attrs(self) -> dict[str, Any]:
         return {**super().attrs(), "sigma": self.sigma, "layout": self.layout}
