@@ -42,7 +42,8 @@ def schema_problem(config: dict[str, Any]) -> str:
     if error is None:
         return "invalid"
     where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-    return f"{where}: {error.message}"
+    hint = error.schema.get("description") if error.validator == "pattern" else None
+    return f"{where}: {error.message}" + (f" ({hint})" if hint else "")
 
 
 NO_DATASET = ("no dataset chosen: add --configfile config/demo.yaml (the demo), or "

@@ -3,7 +3,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
+
+# Names that become folders of results/ (variants, fusions, external streams): no separators,
+# no "..", no leading dot or dash (the schema's ``folder_name``). "fusion" is the folder of the
+# fusions beside the variants' folders, so no variant may take it.
+SAFE_NAME = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+RESERVED_VARIANT_NAMES = ("fusion",)
+
+
+def name_problems(config: dict[str, Any]) -> list[str]:
+    """One message per config name that is unsafe as a folder name or taken twice."""
+    problems = []
+    sections = {"variants": config.get("variants") or {}, "fusion": config.get("fusion") or {},
+                "external_logits": config.get("external_logits") or {}}
+    for section, names in sections.items():
+        for name in names:
+            if not isinstance(name, str) or not SAFE_NAME.match(name) or len(name) > 100:
+                problems.append(f"{section} name {name!r} is not a safe folder name (letters, "
+                                "digits, _ . + -, starting with a letter or digit, no '..')")
+    for name in sections["variants"]:
+        if name in RESERVED_VARIANT_NAMES:
+            problems.append(f"variants name {name!r} is reserved (results/<dataset>/split<k>/"
+                            f"{name}/ holds the fusions); rename the variant")
+    for name in sections["fusion"]:
+        if name in sections["variants"]:
+            problems.append(f"fusion {name!r} has the name of a variant; rename the fusion")
+        if name in sections["external_logits"]:
+            problems.append(f"fusion {name!r} has the name of an external stream; rename the fusion")
+    return problems
 
 # Model options each architecture accepts; the top-level ``model`` section holds defaults for
 # all variants and only the keys an architecture knows reach it.
@@ -23,7 +52,7 @@ def fingerprint(*parts: Any) -> str:
 def check_config(config: dict[str, Any]) -> None:
     """Cross-field checks that the JSON schema cannot express; raises ValueError with the fix."""
     variants = set(config["variants"])
-    problems = []
+    problems = name_problems(config)
     for name in config["run_variants"]:
         if name not in variants:
             problems.append(f"run_variants names {name!r}, which is not under variants")

@@ -13,7 +13,7 @@ from jmrn.io import atomic_path, write_json
 from jmrn.metrics import confusion_counts, evaluate, per_class_scores
 from jmrn.models import count_parameters
 from jmrn.pose.skeleton import JOINTS
-from jmrn.tables import label_table, read_split_json
+from jmrn.tables import label_table, read_split_json, write_csv
 from jmrn.train import build_variant_model, load_split, predict, resolve_device
 
 log = logging.getLogger(__name__)
@@ -60,11 +60,9 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
         scores[subset] = evaluate(part.y.numpy(), out["logits"])
         if keyframes is not None:  # person boxes (AVA): frame-mAP@0.5 against the ground truth
             scores[subset]["frame_mAP"] = keyframes.frame_map(part.ids, out["logits"], subset)
-    with atomic_path(out_logits) as tmp:
-        pd.concat(frames).to_csv(tmp, index=False)
-    with atomic_path(out_joint_weights) as tmp:
-        cols = [*frames[0].columns[:3], *JOINTS]
-        (pd.concat(weights_rows) if weights_rows else pd.DataFrame(columns=cols)).to_csv(tmp, index=False)
+    write_csv(pd.concat(frames), out_logits)  # ids from outside escaped for spreadsheets
+    cols = [*frames[0].columns[:3], *JOINTS]
+    write_csv(pd.concat(weights_rows) if weights_rows else pd.DataFrame(columns=cols), out_joint_weights)
     test = data["test"]
     per_class = per_class_scores(test.y.numpy(), logits["test"])
     if out_confusion is not None:

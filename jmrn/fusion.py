@@ -15,6 +15,8 @@ file of ids, one pair per subset; ids and classes are checked against the refere
 """
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import zlib
 from collections.abc import Mapping, Sequence
@@ -26,10 +28,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from jmrn.errors import UserError
 from jmrn.frame_map import OFFICIAL_MAX_PER_KEYFRAME, KeyframeEvaluator
-from jmrn.io import VIDEO_TABLE_META, atomic_path, read_video_table, value_columns, write_json
+from jmrn.io import VIDEO_TABLE_META, read_video_table, value_columns, write_json
 from jmrn.metrics import evaluate
-from jmrn.tables import label_targets, read_split_json
+from jmrn.tables import label_targets, read_split_json, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -145,66 +148,199 @@ def task_loss(fused: torch.Tensor, target: torch.Tensor, multilabel: bool) -> to
     return F.cross_entropy(fused, target)
 
 
+def _shown(value: object, limit: int = 60) -> str:
+    """A value from a file, quoted for a one-line message (line breaks escaped, long ones cut)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def checked_values(table: pd.DataFrame, where: str) -> pd.DataFrame:
+    """``table`` with its value columns as float64, or a one-line ``UserError`` naming ``where``
+    (the file): ids present and unique, every value a finite number as written."""
+    if "video_id" not in table:
+        raise UserError(f"{where}: no video_id column (columns: {_shown(list(table.columns)[:6], 120)})")
+    ids = table["video_id"]
+    blank = ids.isna() | (ids.astype(str) == "")
+    if blank.any():
+        raise UserError(f"{where}: {int(blank.sum())} rows without a video_id "
+                        f"(first at data row {int(np.flatnonzero(blank.to_numpy())[0]) + 1})")
+    dup = ids.duplicated()
+    if dup.any():
+        raise UserError(f"{where}: {int(dup.sum())} duplicate video ids, first {_shown(ids[dup].iloc[0])}")
+    columns = value_columns(table)
+    if not columns:
+        raise UserError(f"{where}: no class columns")
+    raw = table[columns]
+    if all(pd.api.types.is_numeric_dtype(raw[c]) and not pd.api.types.is_bool_dtype(raw[c])
+           for c in columns):
+        values = raw.to_numpy(np.float64)
+    else:  # text as read: a cell that is not a plain number is refused, never guessed at
+        parsed = raw.apply(lambda col: pd.to_numeric(col.astype(str).str.strip(), errors="coerce"))
+        values = parsed.to_numpy(np.float64)
+        text = raw.astype(str).to_numpy()
+        spelled_nan = np.isin(np.char.lower(np.char.strip(text.astype(str))), ["nan", "-nan", "+nan"])
+        bad = np.isnan(values) & ~spelled_nan
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise UserError(f"{where}: {int(bad.sum())} values that are not numbers, first "
+                            f"{_shown(text[row, col])} of video {_shown(ids.iloc[row])} in column "
+                            f"{_shown(columns[col])}")
+    finite = np.isfinite(values)
+    if not finite.all():
+        rows = ~finite.all(axis=1)
+        raise UserError(f"{where}: {int((~finite).sum())} non-finite values (NaN or ±inf) in "
+                        f"{int(rows.sum())} videos, first video {_shown(ids[rows].iloc[0])}; "
+                        "logits must be finite numbers")
+    out = pd.DataFrame(values, columns=columns, index=table.index)
+    out.insert(0, "video_id", ids.astype(str))
+    return out.reset_index(drop=True)
+
+
+def _read_ids(path: Path) -> list[str]:
+    """The ids of a ``.npy`` stream, one per line (empty lines skipped, nothing else changed)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, f"{path}: cannot read it ({exc.strerror})") from exc
+    return [line for line in text.splitlines() if line]
+
+
+def _read_npy(path: Path, ids_path: Path, classes: Sequence[str] | None) -> pd.DataFrame:
+    """A ``.npy`` matrix of real numbers (N x K) and its N ids as a table."""
+    try:
+        values = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno is not None:
+            raise OSError(exc.errno, f"{path}: cannot read it ({exc.strerror})") from exc
+        raise UserError(f"{path}: not a readable .npy matrix ({str(exc).splitlines()[0][:120]})") from exc
+    except (ValueError, EOFError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        raise UserError(f"{path}: not a readable .npy matrix ({first})") from exc
+    if not isinstance(values, np.ndarray) or values.dtype.kind not in "iuf":
+        kind = getattr(values, "dtype", type(values).__name__)
+        raise UserError(f"{path}: holds {kind} values; logits must be real numbers (int or float)")
+    if values.dtype.kind in "iu" and values.size and np.abs(values.astype(np.float64)).max() > 2 ** 53:
+        raise UserError(f"{path}: integers beyond 2**53 cannot be read as logits without change")
+    ids = _read_ids(ids_path)
+    if values.ndim != 2 or len(values) != len(ids):
+        raise UserError(f"{path}: shape {values.shape} does not match {len(ids)} ids in {ids_path}")
+    if classes and len(classes) != values.shape[1]:
+        raise UserError(f"{path}: {values.shape[1]} columns but the stream's classes name {len(classes)}")
+    table = pd.DataFrame(values.astype(np.float64), columns=list(classes) if classes else None)
+    table.insert(0, "video_id", ids)
+    return table
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    """A stream's CSV exactly as written: every cell text, every line as many fields as the
+    header (pandas would silently take extra leading fields as an index or drop trailing ones)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise OSError(exc.errno, f"{path}: cannot read it ({exc.strerror})") from exc
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+        rows, lines = [], []
+        for row in reader:
+            if row:  # blank lines carry nothing
+                rows.append(row)
+                lines.append(reader.line_num)
+    except csv.Error as exc:
+        raise UserError(f"{path}: malformed CSV at line {reader.line_num} ({exc})") from exc
+    if not header or header == [""] * len(header):
+        raise UserError(f"{path}: the file is empty (expected a header video_id,<class>,...)")
+    if len(set(header)) != len(header):
+        dup = next(h for h in header if header.count(h) > 1)
+        raise UserError(f"{path}: column {_shown(dup)} appears twice in the header")
+    widths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    wrong = np.flatnonzero(widths != len(header))
+    if wrong.size:
+        i = int(wrong[0])
+        raise UserError(f"{path}: malformed CSV: line {lines[i]} has {widths[i]} fields, the header "
+                        f"{len(header)} ({wrong.size} such lines)")
+    return pd.DataFrame(rows, columns=header, dtype=object)
+
+
+def stream_path(spec: Mapping[str, str], subset: str, split: int) -> Path:
+    """The file of one subset of an external stream (``{split}`` filled in)."""
+    if subset not in spec:
+        raise UserError(f"external stream has no {subset!r} entry (it has {sorted(spec)})")
+    return Path(str(spec[subset]).format(split=split))
+
+
 def read_external(spec: Mapping[str, str], subset: str, split: int,
                   boxes: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One subset of an external stream as a table (video_id + class columns); a detector's
-    per-box scores (``format: ava_detections``) are matched to our person ``boxes``."""
-    if subset not in spec:
-        raise ValueError(f"external stream has no {subset!r} entry (it has {sorted(spec)})")
-    path = Path(spec[subset].format(split=split))
+    """One subset of an external stream as a table (video_id + class columns, float64); a
+    detector's per-box scores (``format: ava_detections``) are matched to our person ``boxes``.
+
+    Every problem with the file's content is a one-line ``UserError`` naming it (malformed or
+    empty file, missing ids, duplicates, a value that is not a finite number); a file that cannot
+    be read is an ``OSError`` naming it. Accepted values are exactly the file's."""
+    path = stream_path(spec, subset, split)
     if not path.is_file():
         raise FileNotFoundError(f"external logits file {path} does not exist")
     if spec.get("format") == "ava_detections":
         if boxes is None or "action_list" not in spec:
-            raise ValueError("format ava_detections needs a dataset of person boxes (adapter ava) "
-                             "and the stream's action_list")
+            raise UserError("format ava_detections needs a dataset of person boxes (adapter ava) "
+                            "and the stream's action_list")
         from jmrn.ava_files import detection_logits
 
-        return detection_logits(path, spec["action_list"], boxes)
+        return checked_values(detection_logits(path, spec["action_list"], boxes), str(path))
     if path.suffix == ".npy":
-        ids_path = Path(spec[f"{subset}_ids"].format(split=split))
-        ids = [line.strip() for line in ids_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        values = np.load(path, allow_pickle=False)
-        if values.ndim != 2 or len(values) != len(ids):
-            raise ValueError(f"{path}: shape {values.shape} does not match {len(ids)} ids in {ids_path}")
-        classes = spec.get("classes")
-        table = pd.DataFrame(values, columns=classes if classes else None)
-        table.insert(0, "video_id", ids)
-        return table
-    return read_video_table(path)
+        if f"{subset}_ids" not in spec:
+            raise UserError(f"{path}: a .npy stream needs {subset}_ids (a text file of its ids)")
+        table = _read_npy(path, Path(str(spec[f"{subset}_ids"]).format(split=split)), spec.get("classes"))
+    else:
+        table = _read_csv(path)
+    return checked_values(table, str(path))
 
 
 def checked_columns(table: pd.DataFrame, classes: list[str], name: str) -> pd.DataFrame:
-    """The table with its class columns named and ordered as ``classes``, or a clear error."""
+    """The table with its class columns named and ordered as ``classes``, or a one-line error."""
     other = value_columns(table)
     if other and all(isinstance(c, int) for c in other):  # .npy without class names: positional
         if len(other) != len(classes):
-            raise ValueError(f"{name}: {len(other)} columns of logits but {len(classes)} classes")
+            raise UserError(f"{name}: {len(other)} columns of logits but {len(classes)} classes")
         table = table.rename(columns=dict(zip(other, classes)))
         other = classes
     missing_cls = [c for c in classes if c not in other]
     extra_cls = [c for c in other if c not in classes]
     if missing_cls or extra_cls:
-        raise ValueError(f"{name}: class columns differ from the dataset's — missing "
-                         f"{missing_cls[:5]}, unexpected {extra_cls[:5]}")
+        raise UserError(f"{name}: class columns differ from the dataset's — missing "
+                        f"{_shown(missing_cls[:5], 200)}, unexpected {_shown(extra_cls[:5], 200)}")
     return table
 
 
 def align(reference: pd.DataFrame, table: pd.DataFrame, classes: list[str], name: str) -> np.ndarray:
-    """Logits of ``table`` in the reference's row and class order, with clear errors."""
+    """Logits of ``table`` in the reference's row and class order, or a one-line error naming
+    ``name`` (the stream and its file)."""
     table = checked_columns(table, classes, name)
-    if table["video_id"].duplicated().any():
-        dup = table.loc[table["video_id"].duplicated(), "video_id"].head(3).tolist()
-        raise ValueError(f"{name}: duplicate video ids, e.g. {dup}")
     keys = ["video_id", "subset"] if "subset" in table else ["video_id"]
-    merged = reference[keys].merge(table[keys + classes], on=keys, how="left")
+    if table.duplicated(keys).any():
+        dup = table.loc[table.duplicated(keys), "video_id"].head(3).tolist()
+        raise UserError(f"{name}: duplicate video ids, e.g. {_shown(dup, 200)}")
+    merged = reference[keys].merge(table[keys + classes], on=keys, how="left", indicator=True)
+    absent = (merged["_merge"] == "left_only").to_numpy()
+    if absent.any():
+        missing = merged.loc[absent, "video_id"].tolist()
+        raise UserError(f"{name}: no logits for {len(missing)} videos, e.g. {_shown(missing[:3], 200)}")
     values = merged[classes].apply(pd.to_numeric, errors="coerce").to_numpy(np.float64)
-    missing = merged.loc[np.isnan(values).all(axis=1), "video_id"].tolist()
-    if missing:
-        raise ValueError(f"{name}: no logits for {len(missing)} videos, e.g. {missing[:3]}")
-    bad = merged.loc[np.isnan(values).any(axis=1), "video_id"].tolist()
-    if bad:
-        raise ValueError(f"{name}: NaN or non-numeric logits for {len(bad)} videos, e.g. {bad[:3]}")
+    bad = ~np.isfinite(values).all(axis=1)
+    if bad.any():
+        ids = merged.loc[bad, "video_id"].tolist()
+        raise UserError(f"{name}: NaN, ±inf or non-numeric logits for {len(ids)} videos, e.g. "
+                        f"{_shown(ids[:3], 200)}")
     return values
 
 
@@ -214,10 +350,11 @@ def load_modalities(names: Sequence[str], internal: Mapping[str, str],
                     ) -> tuple[pd.DataFrame, np.ndarray, list[str], str]:
     """Reference rows (video_id, subset, label or labels), logits M x N x K, class names and
     the subset the fusion is fitted on ("val" when every stream has validation logits, else
-    "train"). Rows are those of the fitting subset and the test subset."""
+    "train"). Rows are those of the fitting subset and the test subset; each external file is
+    checked against the reference rows of its subset, and errors name the file."""
     first = next((n for n in names if n in internal), None)
     if first is None:
-        raise ValueError("a fusion needs at least one of our variants (it defines labels and subsets)")
+        raise UserError("a fusion needs at least one of our variants (it defines labels and subsets)")
     ref_table = read_video_table(internal[first])
     classes = value_columns(ref_table)
     has_val = (ref_table["subset"] == "val").any()
@@ -233,12 +370,20 @@ def load_modalities(names: Sequence[str], internal: Mapping[str, str],
     stacked = []
     for name in names:
         if name in internal:
-            table = read_video_table(internal[name])
-        else:
-            table = pd.concat([checked_columns(read_external(external[name], s, split, boxes), classes,
-                                               f"{name} ({s})").assign(subset=s)
-                               for s in subsets], ignore_index=True)
-        stacked.append(align(reference, table, classes, name))
+            stacked.append(align(reference, read_video_table(internal[name]), classes,
+                                 f"{name} ({internal[name]})"))
+            continue
+        values = np.empty((len(reference), len(classes)))
+        for s in subsets:
+            rows = (reference["subset"] == s).to_numpy()
+            where = f"{name} ({stream_path(external[name], s, split)})"
+            try:
+                table = read_external(external[name], s, split, boxes)
+            except UserError as exc:
+                raise UserError(f"{name}: {exc}") from exc
+            table = checked_columns(table, classes, where)
+            values[rows] = align(reference[rows].drop(columns="subset"), table, classes, where)
+        stacked.append(values)
     return reference, np.stack(stacked), classes, fit_subset
 
 
@@ -290,8 +435,7 @@ def fuse(names: Sequence[str], internal: Mapping[str, str], external: Mapping[st
     table = pd.DataFrame(fused, columns=classes)
     for i, col in enumerate(meta.columns):
         table.insert(i, col, meta[col])
-    with atomic_path(out_logits) as tmp:
-        table.to_csv(tmp, index=False)
+    write_csv(table, out_logits)  # ids from outside escaped for spreadsheets
     result = {**ident, "modalities": list(names), "methods": list(rows), "test": rows, "fit": fit,
               "weights": dict(zip(names, weights.tolist()))}
     write_json(out_metrics, result)

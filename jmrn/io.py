@@ -87,11 +87,14 @@ def value_columns(table: Any) -> list[str]:
 
 
 def read_video_table(path: str | os.PathLike) -> Any:
-    """A per-video CSV (logits, joint weights): ids stay strings, nothing is parsed as NaN."""
+    """A per-video CSV we wrote (logits, joint weights): ids stay strings, nothing is parsed as
+    NaN, and the formula escape of ``jmrn.tables.write_csv`` is removed from the ids."""
     import pandas as pd
 
-    return pd.read_csv(path, dtype={"video_id": str, "labels": str}, keep_default_na=False,
-                       encoding="utf-8")
+    from jmrn.tables import unescape_columns
+
+    return unescape_columns(pd.read_csv(path, dtype={"video_id": str, "labels": str},
+                                        keep_default_na=False, encoding="utf-8"))
 
 
 # Values a YAML file may expand to: aliases let a few lines name billions of values (a "billion

@@ -17,7 +17,8 @@ import pandas as pd  # noqa: E402
 from jmrn.io import atomic_path, read_video_table, value_columns  # noqa: E402
 from jmrn.store import PotionStore  # noqa: E402
 from jmrn.tables import (  # noqa: E402
-    LABEL_SEPARATOR, class_names, label_targets, parse_labels, read_manifest)
+    LABEL_SEPARATOR, class_names, escaped_frame, html_cell, label_targets, markdown_frame,
+    parse_labels, read_manifest)
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +94,18 @@ def write_table(frame: pd.DataFrame, csv_path: str | os.PathLike, md_path: str |
                 title: str, markdown: pd.DataFrame | None = None, note: str = "",
                 html_path: str | os.PathLike | None = None) -> None:
     """Write a table as CSV (numbers), Markdown (``markdown``, formatted, if given) and, for
-    the HTML report, a page with the Markdown table rendered."""
+    the HTML report, a page with the Markdown table rendered. Names from outside (classes,
+    streams) are escaped per format (``jmrn.tables``): formula cells in the CSV, ``|`` and line
+    breaks in Markdown, markup in HTML."""
     with atomic_path(csv_path) as tmp:
-        frame.to_csv(tmp, index=False)
+        escaped_frame(frame, None).to_csv(tmp, index=False)
     shown = frame if markdown is None else markdown
     with atomic_path(md_path) as tmp:
-        tmp.write_text(f"# {title}\n\n{shown.to_markdown(index=False)}\n{note}", encoding="utf-8")
+        tmp.write_text(f"# {title}\n\n{markdown_frame(shown).to_markdown(index=False)}\n{note}",
+                       encoding="utf-8")
     if html_path is not None:
-        import html
-
-        page = HTML_PAGE.format(title=html.escape(title), note=html.escape(note.strip()),
-                                table=shown.to_html(index=False, na_rep="—", border=0))
+        page = HTML_PAGE.format(title=html_cell(title), note=html_cell(note.strip()),
+                                table=shown.to_html(index=False, na_rep="—", border=0, escape=True))
         with atomic_path(html_path) as tmp:
             tmp.write_text(page, encoding="utf-8")
 

@@ -16,20 +16,100 @@ import pandas as pd
 LABEL_SEPARATOR = ";"
 SUBSETS = ("train", "val", "test")
 
+# --- cells that came from outside (video ids, paths, names, reasons) in the tables we write ---
+#
+# A spreadsheet runs a CSV cell that starts with = + - @ (or a tab or carriage return) as a
+# formula ("=cmd|' /C calc'!A0"). Following OWASP's advice such a cell is written with a leading
+# apostrophe, which spreadsheets show as text. So that our own readers get the original text
+# back, a cell that already starts with an apostrophe gets one too: the escape is reversible, and
+# ``read_manifest`` / ``jmrn.io.read_video_table`` remove exactly one leading apostrophe. Only
+# the columns in ``OUTSIDE_TEXT`` are escaped (ours, such as ``split1``'s "-", are left alone).
 
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
-    """Write a CSV atomically (UTF-8, no index)."""
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+OUTSIDE_TEXT = ("video_id", "path", "label_name", "label_names", "group", "source", "keypoints",
+                "video", "status", "reason")
+
+
+def escape_csv_text(values: pd.Series) -> pd.Series:
+    """Cells with a leading apostrophe where a spreadsheet would run them as formulas (or where
+    they already start with one, so that ``unescape_csv_text`` restores every cell exactly)."""
+    text = values.astype(str)
+    risky = text.str.startswith(FORMULA_STARTS + ("'",))
+    return values.where(~risky | values.isna(), "'" + text)
+
+
+def unescape_csv_text(values: pd.Series) -> pd.Series:
+    """The inverse of ``escape_csv_text``: one leading apostrophe removed."""
+    text = values.astype(str)
+    return values.where(~text.str.startswith("'") | values.isna(), text.str[1:])
+
+
+def is_text(column: pd.Series) -> bool:
+    """Whether a column holds text (object or pandas string dtype)."""
+    return column.dtype == object or pd.api.types.is_string_dtype(column.dtype)
+
+
+def escaped_frame(frame: pd.DataFrame, columns: tuple[str, ...] | None = OUTSIDE_TEXT) -> pd.DataFrame:
+    """A copy with the text cells of ``columns`` (None: every text column) escaped for CSV."""
+    chosen = [c for c in frame.columns if (columns is None or c in columns) and is_text(frame[c])]
+    if not chosen:
+        return frame
+    return frame.assign(**{c: escape_csv_text(frame[c]) for c in chosen})
+
+
+def markdown_cell(value: object) -> str:
+    """A table cell for Markdown: ``|`` escaped, line breaks as spaces (one row stays one row)."""
+    text = str(value)
+    for old, new in (("\\", "\\\\"), ("|", "\\|"), ("\r\n", " "), ("\n", " "), ("\r", " ")):
+        text = text.replace(old, new)
+    return text
+
+
+def markdown_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose header and text cells are safe in a Markdown table (numbers untouched)."""
+    shown = frame.rename(columns=lambda c: markdown_cell(c) if isinstance(c, str) else c)
+    text = [c for c in shown.columns if is_text(shown[c])]
+    return shown.assign(**{c: shown[c].map(lambda v: markdown_cell(v) if isinstance(v, str) else v)
+                           for c in text}) if text else shown
+
+
+def html_cell(value: object) -> str:
+    """A cell (or any text from outside) for HTML: ``& < > " '`` escaped."""
+    import html
+
+    return html.escape(str(value), quote=True)
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike,
+              escape: tuple[str, ...] | None = OUTSIDE_TEXT) -> None:
+    """Write a CSV atomically (UTF-8, no index), text from outside escaped (``escaped_frame``)."""
     from jmrn.io import atomic_path
 
+    import csv
+
+    frame = escaped_frame(frame, escape)
+    # pandas quotes a cell with "\n" but not one with a lone "\r", which readers take as a line
+    # break: then every text cell is quoted
+    carriage = any(frame[c].astype(str).str.contains("\r", regex=False).any()
+                   for c in frame.columns if is_text(frame[c]))
     with atomic_path(path) as tmp:
-        frame.to_csv(tmp, index=False, encoding="utf-8")
+        frame.to_csv(tmp, index=False, encoding="utf-8",
+                     quoting=csv.QUOTE_NONNUMERIC if carriage else csv.QUOTE_MINIMAL)
 
 
 def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
-    """Load a manifest with ids and names kept as strings (never parsed as numbers)."""
+    """Load a manifest (or shard table, ground truth) as ``write_csv`` wrote it: ids and names
+    kept as strings (never parsed as numbers), the formula escape removed."""
     text = {c: str for c in ("video_id", "path", "label_name", "labels", "label_names",
                              "keypoints", "group", "source", "clip_frames", "video")}
-    return pd.read_csv(path, dtype=text, keep_default_na=False, encoding="utf-8")
+    table = pd.read_csv(path, dtype=text, keep_default_na=False, encoding="utf-8")
+    return unescape_columns(table)
+
+
+def unescape_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with the ``OUTSIDE_TEXT`` columns that ``write_csv`` escaped restored."""
+    chosen = [c for c in OUTSIDE_TEXT if c in table and is_text(table[c])]
+    return table.assign(**{c: unescape_csv_text(table[c]) for c in chosen}) if chosen else table
 
 
 def is_multilabel(table: pd.DataFrame) -> bool:

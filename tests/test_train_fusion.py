@@ -135,7 +135,7 @@ def test_external_csv_and_npy_streams(tmp_path):
 @pytest.mark.parametrize("damage,message", [
     (lambda t: t.iloc[1:], "no logits for 1 videos"),
     (lambda t: t.rename(columns={"c3": "c9"}), r"missing \['c3'\], unexpected \['c9'\]"),
-    (lambda t: t.assign(c0=np.where(np.arange(len(t)) == 2, np.nan, t["c0"])), "NaN or non-numeric"),
+    (lambda t: t.assign(c0=np.where(np.arange(len(t)) == 2, np.nan, t["c0"])), "values that are not numbers"),
     (lambda t: pd.concat([t, t.iloc[:1]]), "duplicate video ids"),
 ])
 def test_external_stream_errors_are_clear(tmp_path, damage, message):
