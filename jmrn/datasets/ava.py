@@ -126,9 +126,13 @@ def load(dataset: dict, splits: Iterable[int], problems: DatasetProblems,
     files = _files(ann, str(dataset["version"]))
     actions = read_action_list(files["actions"])
     classes = list(actions.values())
-    excluded = read_excluded(files["excluded_train"]) | read_excluded(files["excluded_val"])
+    excluded = read_excluded(files["excluded_train"], problems) \
+        | read_excluded(files["excluded_val"], problems)
     truth = {s: without_keyframes(read_boxes(files[s], ANNOTATION_COLUMNS, problems), excluded)
              for s in ("train", "val")}
+    if truth["train"].empty:
+        raise DatasetError(f"{files['train']}: every box is at an excluded keyframe; no training "
+                           "instance is left")
     unknown = {s: sorted(set(t["action"].astype(int)) - set(actions)) for s, t in truth.items()}
     for s, ids in unknown.items():
         if ids:  # AVA's files hold all 80 actions; the protocol evaluates the listed ones
@@ -139,6 +143,10 @@ def load(dataset: dict, splits: Iterable[int], problems: DatasetProblems,
                                PROPOSAL_COLUMNS, problems)
         proposals = without_keyframes(proposals[proposals["score"] >= dataset["proposal_min_score"]],
                                       excluded)
+        if proposals.empty:
+            raise DatasetError(f"{dataset['proposals']}: no proposal outside the excluded keyframes "
+                               f"scores at least {dataset['proposal_min_score']} "
+                               "(config dataset.proposal_min_score)")
         proposals = proposals.drop_duplicates(["video", "timestamp", *BOX]).reset_index(drop=True)
         test_boxes = proposals.assign(label_names=assign_labels(proposals, gt_boxes["val"]))
     else:

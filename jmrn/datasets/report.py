@@ -23,6 +23,11 @@ class DatasetProblems:
     def add(self, kind: str, detail: str) -> None:
         self.items[kind].append(detail)
 
+    def add_many(self, kind: str, details: list[str]) -> None:
+        """Record several problems of one kind (none: the kind is not created)."""
+        if details:
+            self.items[kind].extend(details)
+
     def summary(self) -> list[str]:
         lines = []
         for kind, details in self.items.items():
