@@ -49,8 +49,10 @@ rule all:
         REPORT_OUTPUTS.values(),
         # Named explicitly so that a deleted model or metrics file is rebuilt by `all`.
         run_file("model.pt", split=SPLITS, variant=VARIANTS, seed=SEEDS),
-        STAGE_OUTPUTS,
         run_file("metrics.json", split=SPLITS, variant=VARIANTS, seed=SEEDS),
+        run_file("model_card.json", split=SPLITS, variant=VARIANTS, seed=SEEDS),
+        # The stages' checkpoint outputs: a store deleted by a failed rebuild is rebuilt.
+        STAGE_OUTPUTS,
     default_target: True
     localrule: True
 

@@ -81,6 +81,22 @@ def merged_config(files: list[str]) -> dict[str, Any]:
     return validate_config(config, " + ".join(["config/config.yaml", *files]))
 
 
+def backend_options(pairs: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` options, each value read as YAML (numbers, null, true stay typed)."""
+    import yaml
+
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option {pair!r}: expected KEY=VALUE")
+        try:
+            options[key] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise UserError(f"--option {pair!r}: not a value ({exc})") from exc
+    return options
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jmrn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,6 +122,30 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("checkpoint")
     convert.add_argument("sha256")
     convert.add_argument("out")
+    card = sub.add_parser("model-card", help="print what a run's model bundle (model.pt and "
+                                             "model_card.json) holds")
+    card.add_argument("bundle", metavar="RUN_DIR")
+    card.add_argument("--json", action="store_true", help="the card as JSON")
+    guess = sub.add_parser("predict", help="recognise the actions in videos with a trained model")
+    guess.add_argument("bundle", metavar="RUN_DIR", help="a run folder (model.pt + model_card.json)")
+    guess.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER")
+    guess.add_argument("--backend", help="pose backend that reads the videos (default: the model's)")
+    guess.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                       help="a pose backend option, e.g. checkpoint=models/shufflenetv2k16.pt")
+    guess.add_argument("--top", type=int, default=5, help="classes listed per video (5)")
+    guess.add_argument("--out", default="predictions", help="folder for the CSVs and contact sheets")
+    guess.add_argument("--no-sheets", action="store_true", help="skip the contact sheets")
+    score = sub.add_parser("evaluate", help="score a trained model on a configured dataset's "
+                                            "test split (no training)")
+    score.add_argument("bundle", metavar="RUN_DIR")
+    score.add_argument("--configfile", nargs="+", required=True, metavar="FILE",
+                       help="the config files that name the dataset (as for snakemake)")
+    score.add_argument("--split", type=int, help="split to score (default: the model's)")
+    score.add_argument("--results", default="results", help="where that dataset's run lives")
+    score.add_argument("--out", help="output folder (default: evaluations/<dataset>/split<k>/"
+                                     "<variant>/seed<seed>)")
+    score.add_argument("--allow-other-poses", action="store_true",
+                       help="score maps made by another pose backend than the model's")
     args = parser.parse_args(argv)
     setup_logging()
     try:
@@ -140,6 +180,38 @@ def main(argv: list[str] | None = None) -> int:
 
             save_state_dict(args.checkpoint, args.sha256, args.out)
             print(f"wrote {args.out}")
+        elif args.command == "model-card":
+            import json
+
+            from jmrn.model_card import describe, read_card
+
+            found = read_card(args.bundle)
+            print(json.dumps(found, indent=2) if args.json else describe(found))
+        elif args.command == "predict":
+            from jmrn.predict import load_bundle, predict_videos, print_predictions
+
+            table = predict_videos(load_bundle(args.bundle), args.inputs, args.out, args.backend,
+                                   backend_options(args.option), args.top, not args.no_sheets)
+            print(print_predictions(table, args.top))
+            print(f"wrote {args.out}/predictions.csv, {args.out}/probabilities.csv"
+                  + ("" if args.no_sheets else f" and contact sheets in {args.out}/sheets/"))
+        elif args.command == "evaluate":
+            from jmrn.evaluate import evaluate_bundle
+            from jmrn.model_card import read_card
+
+            found = read_card(args.bundle)
+            config = merged_config(args.configfile)
+            split = args.split if args.split is not None else found["split"]
+            out = args.out or (f"evaluations/{config['dataset']['name']}/split{split}/"
+                               f"{found['variant']}/seed{found['seed']}")
+            metrics = evaluate_bundle(args.bundle, config, out, split, args.results,
+                                      args.allow_other_poses)
+            shown = {k: metrics[k] for k in ("mean_class_accuracy", "top1", "top5", "mAP", "frame_mAP")
+                     if metrics.get(k) is not None}
+            print(f"{found['variant']} on {config['dataset']['name']} split {split}, "
+                  f"{metrics['n_test']} test videos: "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
+            print(f"wrote {out}/metrics.json, per_class.csv, per_class.md, confusion.csv, logits.csv")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -60,6 +60,13 @@ def potion(smk: Any) -> None:
                        smk.output.potion, smk.output.failed)
 
 
+def table_digest_of(videos: str) -> str:
+    """The content digest a split table's file is named by (``split1/videos.<digest>.json``)."""
+    from pathlib import Path
+
+    return Path(videos).name.split(".")[1]
+
+
 def reading(smk: Any) -> dict[str, Any]:
     """How training and export read their maps (``jmrn.config.READING_KEYS``), from the config."""
     from jmrn.config import READING_KEYS
@@ -85,7 +92,9 @@ def export(smk: Any) -> None:
                    seed=int(smk.wildcards.seed), val_fraction=float(smk.params.val_fraction),
                    out_confusion=smk.output.confusion,
                    precision=smk.params.precision, threads=smk.threads,
-                   max_per_keyframe=smk.params.ava_max_detections, **reading(smk))
+                   max_per_keyframe=smk.params.ava_max_detections, out_card=smk.output.card,
+                   provenance={**smk.params.provenance, "data_digest": table_digest_of(smk.input.videos)},
+                   **reading(smk))
 
 
 def fusion(smk: Any) -> None:

@@ -34,6 +34,7 @@ rule export:
         metrics=f"{RUN_DIR}/metrics.json",
         joint_weights=f"{RUN_DIR}/joint_weights.csv",
         confusion=f"{RUN_DIR}/confusion.csv",
+        card=f"{RUN_DIR}/model_card.json",
     log:
         "results/{dataset}/logs/export/split{split}_{variant}_seed{seed}.log",
     benchmark:
@@ -45,6 +46,12 @@ rule export:
         val_fraction=config["train"]["val_fraction"],
         precision=config["train"]["precision"],
         ava_max_detections=config["evaluation"]["ava_max_detections_per_keyframe"],
+        # What the model card records of the run (what a new video's maps must be made with).
+        provenance=lambda wc: {
+            "dataset": {"name": DATASET, "adapter": config["dataset"]["adapter"]},
+            "pose": pose_settings(config),
+            "train": train_settings(config, wc.variant),
+        },
     threads: job_threads("export")
     resources:
         **job_resources("export", split_maps_mb(with_test=True)),

@@ -36,6 +36,9 @@ class PoseBackend(ABC):
     # Remarks on the last video's content (dropped joints, capped people): kept, recorded with
     # the video as a warning.
     notes: list[str] | tuple[str, ...] = ()
+    # Whether poses come from the video's pixels (False: from files other tools wrote for it,
+    # so the backend cannot see a new video).
+    reads_pixels: bool = True
 
     def __init__(self, height: int, width: int, batch_size: int = 16) -> None:
         if height < 1 or width < 1:
@@ -54,13 +57,17 @@ class PoseBackend(ABC):
         return {"backend": self.name, "height": self.height, "width": self.width}
 
 
-def make_backend(name: str, height: int, width: int, options: Mapping[str, Any] | None = None) -> PoseBackend:
-    """Instantiate a registered backend by name."""
+def backend_class(name: str) -> type[PoseBackend]:
+    """The registered backend class of ``name`` (its module imported now)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown pose backend {name!r}; available: {', '.join(sorted(BACKENDS))}")
     module, cls = BACKENDS[name].split(":")
-    backend_cls = getattr(importlib.import_module(module), cls)
-    return backend_cls(height=height, width=width, **dict(options or {}))
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_backend(name: str, height: int, width: int, options: Mapping[str, Any] | None = None) -> PoseBackend:
+    """Instantiate a registered backend by name."""
+    return backend_class(name)(height=height, width=width, **dict(options or {}))
 
 
 def wanted_frames(video: Mapping[str, Any]) -> np.ndarray | None:

@@ -124,6 +124,7 @@ class KeypointsBackend(PoseBackend):
         self.sigma, self.layout = sigma, layout
 
     short_reason = None
+    reads_pixels = False
 
     def attrs(self) -> dict[str, Any]:
         return {**super().attrs(), "sigma": self.sigma, "layout": self.layout}

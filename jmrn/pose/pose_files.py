@@ -268,6 +268,7 @@ class _PoseFilesBackend(PoseBackend):
     the layout the files turn out to have."""
 
     short_reason = None
+    reads_pixels = False
 
     def __init__(self, height: int, width: int, root: str, batch_size: int = 32,
                  sigma: float = 0.6, max_people: int = MAX_PEOPLE) -> None:
@@ -319,6 +320,7 @@ class OpenPoseHeatmapsBackend(PoseBackend):
     """OpenPose's own body-part heatmaps (``--write_heatmaps``), resampled into our frame."""
 
     name = "openpose_heatmaps"
+    reads_pixels = False
     short_reason = "{decoded} of {announced} frames have OpenPose heatmap files"
 
     def __init__(self, height: int, width: int, root: str, layout: str = "body25",

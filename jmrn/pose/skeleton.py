@@ -46,3 +46,14 @@ def group_index(joints: tuple[str, ...] = JOINTS) -> list[int]:
     """Group id per joint, numbered in the order of ``GROUPS``."""
     lookup = {j: g for g, (_, members) in enumerate(GROUPS.items()) for j in members}
     return [lookup[name] for name in joints]
+
+
+# Bones drawn when a skeleton is overlaid on a frame (predict's contact sheets).
+BONES: tuple[tuple[str, str], ...] = (
+    ("nose", "neck"), ("nose", "left_eye"), ("nose", "right_eye"), ("left_eye", "left_ear"),
+    ("right_eye", "right_ear"), ("neck", "left_shoulder"), ("neck", "right_shoulder"),
+    ("left_shoulder", "left_elbow"), ("left_elbow", "left_wrist"),
+    ("right_shoulder", "right_elbow"), ("right_elbow", "right_wrist"),
+    ("neck", "left_hip"), ("neck", "right_hip"), ("left_hip", "left_knee"),
+    ("left_knee", "left_ankle"), ("right_hip", "right_knee"), ("right_knee", "right_ankle"),
+)

@@ -1,0 +1,78 @@
+"""Score a trained model's bundle on a configured dataset's split without training
+(``python -m jmrn evaluate``): the same export code as a pipeline run, on that dataset's PoTion
+store, so a bundle scored on its own run's split reproduces that run's metrics.json."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from jmrn.dag import split_tables
+from jmrn.errors import UserError
+from jmrn.export import export_variant
+from jmrn.io import write_json
+from jmrn.model_card import card_paths, read_card
+from jmrn.report import per_class_table, write_table
+from jmrn.store import PotionStore
+
+# Settings of the PoTion store that the model's maps were made with: a store made otherwise
+# gives maps the model has never seen.
+MAP_SETTINGS = ("channels", "normalisation", "extra_channels")
+
+
+def map_mismatches(card: dict[str, Any], store: PotionStore) -> list[str]:
+    """How the store's maps differ from those the model was trained on (empty: they match)."""
+    found = []
+    if list(store.shape) != list(card["map_shape"]):
+        found.append(f"map shape {' x '.join(map(str, store.shape))} (model: "
+                     f"{' x '.join(map(str, card['map_shape']))})")
+    for key in MAP_SETTINGS:
+        if key in card["potion"] and store.attrs.get(key) != card["potion"][key]:
+            found.append(f"potion.{key} {store.attrs.get(key)!r} (model: {card['potion'][key]!r})")
+    trained = card["pose"].get("backend")
+    if store.attrs.get("pose_backend") != trained:
+        found.append(f"pose backend {store.attrs.get('pose_backend')!r} (model: {trained!r})")
+    return found
+
+
+def evaluate_bundle(bundle: str | os.PathLike, config: dict[str, Any], out_dir: str | os.PathLike,
+                    split: int | None = None, results: str | os.PathLike = "results",
+                    allow_other_poses: bool = False) -> dict[str, Any]:
+    """Score ``bundle`` on the test split of ``config``'s dataset (its manifest and PoTion store
+    under ``results``); write metrics.json, logits.csv, joint_weights.csv, confusion.csv and
+    per_class.{csv,md} into ``out_dir``; return the metrics."""
+    card = read_card(bundle)
+    _, weights = card_paths(bundle)
+    name = config["dataset"]["name"]
+    manifest, potion = Path(results) / name / "manifest.csv", Path(results) / name / "potion.zarr"
+    if not manifest.is_file() or not potion.is_dir():
+        raise UserError(f"no PoTion store of dataset {name!r} under {results}/: make it first with "
+                        f"`snakemake --cores 2 {potion} --configfile ...` (pose and PoTion only, "
+                        "no training)")
+    store = PotionStore(potion)
+    mismatches = map_mismatches(card, store)
+    if mismatches and not (allow_other_poses and all(m.startswith("pose backend") for m in mismatches)):
+        raise UserError(f"{potion}: its maps are not made as the model's were: {'; '.join(mismatches)}")
+    split = int(split if split is not None else card["split"])
+    tables = split_tables(manifest, potion)
+    if split not in tables:
+        raise UserError(f"dataset {name!r} has no split {split} (it has {sorted(tables)})")
+    out = Path(out_dir)
+    videos = out / "videos.json"
+    write_json(videos, tables[split])
+    train = card["train"]
+    metrics = export_variant(
+        str(potion), str(videos), split, card["variant_settings"], str(weights),
+        device=train.get("device", "auto"), out_logits=str(out / "logits.csv"),
+        out_metrics=str(out / "metrics.json"), out_joint_weights=str(out / "joint_weights.csv"),
+        out_confusion=str(out / "confusion.csv"), seed=int(card["seed"]),
+        val_fraction=float(train.get("val_fraction", 0.1)), precision=train.get("precision", "fp32"),
+        threads=int(train.get("threads", 1)), model_classes=list(card["classes"]),
+        max_per_keyframe=int(config.get("evaluation", {}).get("ava_max_detections_per_keyframe", 50)))
+    numeric, shown = per_class_table(pd.DataFrame([{**metrics, "variant": card["variant"]}]))
+    write_table(numeric, out / "per_class.csv", out / "per_class.md",
+                f"Per-class test {metrics['per_class_metric']} of {card['variant']} on {name} "
+                f"split {split}", markdown=shown)
+    return metrics
