@@ -6,6 +6,8 @@
   python -m jmrn recipe FILE ...                    the training recipe those files give
   python -m jmrn status [--results DIR]             progress of a run, read from its logs
   python -m jmrn openpifpaf-state-dict CKPT SHA256 OUT   a trusted openpifpaf model -> state dict
+  python -m jmrn keypoints to-pickle FORMAT ROOT --out PKL   keypoint files -> 2D skeleton pickle
+  python -m jmrn keypoints export RESULTS_DIR --out PKL  pose stage heatmaps -> 2D skeleton pickle
 """
 from __future__ import annotations
 
@@ -105,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     convert.add_argument("checkpoint")
     convert.add_argument("sha256")
     convert.add_argument("out")
+    from jmrn.keypoints_io.command import add_parser as add_keypoints_parser
+
+    add_keypoints_parser(sub)
     args = parser.parse_args(argv)
     setup_logging()
     try:
@@ -139,6 +144,10 @@ def main(argv: list[str] | None = None) -> int:
 
             save_state_dict(args.checkpoint, args.sha256, args.out)
             print(f"wrote {args.out}")
+        elif args.command == "keypoints":
+            from jmrn.keypoints_io.command import run as run_keypoints
+
+            run_keypoints(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
