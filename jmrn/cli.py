@@ -6,6 +6,8 @@
   python -m jmrn recipe FILE ...                    the training recipe those files give
   python -m jmrn status [--results DIR]             progress of a run, read from its logs
   python -m jmrn openpifpaf-state-dict CKPT SHA256 OUT   a trusted openpifpaf model -> state dict
+  python -m jmrn keypoints to-pickle FORMAT ROOT --out PKL   keypoint files -> 2D skeleton pickle
+  python -m jmrn keypoints export RESULTS_DIR --out PKL  pose stage heatmaps -> 2D skeleton pickle
 """
 from __future__ import annotations
 
@@ -146,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                                      "<variant>/seed<seed>)")
     score.add_argument("--allow-other-poses", action="store_true",
                        help="score maps made by another pose backend than the model's")
+    from jmrn.keypoints_io.command import add_parser as add_keypoints_parser
+
+    add_keypoints_parser(sub)
     args = parser.parse_args(argv)
     setup_logging()
     try:
@@ -212,6 +217,10 @@ def main(argv: list[str] | None = None) -> int:
                   f"{metrics['n_test']} test videos: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
             print(f"wrote {out}/metrics.json, per_class.csv, per_class.md, confusion.csv, logits.csv")
+        elif args.command == "keypoints":
+            from jmrn.keypoints_io.command import run as run_keypoints
+
+            run_keypoints(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
