@@ -12,6 +12,7 @@ import pandas as pd
 
 from jmrn.datasets.report import DatasetError, DatasetProblems
 from jmrn.frame_map import BOX, box_iou
+from jmrn.io import read_utf8_text
 
 ANNOTATION_COLUMNS = ["video", "timestamp", *BOX, "action", "person"]
 DETECTION_COLUMNS = ["video", "timestamp", *BOX, "action", "score"]
@@ -29,29 +30,11 @@ _FIELD = re.compile(r'\s*(\w+):\s*("[^"]*"|[^\s"{}]+)')
 _COMMENT = re.compile(r"^[ \t]*#[^\n]*", flags=re.M)
 
 
-def read_text(path: Path) -> str:
-    """A file's text as UTF-8 (a leading byte-order mark dropped). Another encoding is a one-line
-    error naming the first bad byte, its offset and line; a storage error an OSError naming the file."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        if exc.filename is not None:
-            raise
-        raise OSError(exc.errno, f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DatasetError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at offset "
-                           f"{exc.start}, line {line}); save the file as UTF-8") from exc
-    return text.removeprefix("\ufeff")
-
-
 def read_action_list(path: Path) -> dict[int, str]:
     """Action id -> name, in id order, from AVA's ``item { name: "..." id: N }`` list. Text
     outside the items (but comments), an item that is not ``key: value`` pairs, a missing,
     repeated or non-integer id and a repeated or empty name are refused in one line."""
-    text = _COMMENT.sub("", read_text(path))
+    text = _COMMENT.sub("", read_utf8_text(path))
     stray = _ITEM.sub("", text).strip()
     if stray:
         raise DatasetError(f"{path}: text outside 'item {{ ... }}' entries: {stray[:60]!r}")
@@ -132,7 +115,7 @@ def read_fields(path: Path, columns: list[str]) -> tuple[pd.DataFrame, int, pd.S
     (index: line number), the number of non-blank lines, and why the others were not parsed
     (index: line number). Lines end as pandas ends them (LF, CR LF or CR); blank lines (spaces
     and tabs at most) are ignored. No quoting: AVA's files have none."""
-    text = read_text(path).replace("\r\n", "\n").replace("\r", "\n")
+    text = read_utf8_text(path).replace("\r\n", "\n").replace("\r", "\n")
     fields, filled = line_shapes(text)
     numbers = np.arange(1, len(fields) + 1)
     wrong = filled & (fields != len(columns))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from jmrn.errors import UserError
 from jmrn.frame_map import OFFICIAL_MAX_PER_KEYFRAME, KeyframeEvaluator
-from jmrn.io import VIDEO_TABLE_META, read_video_table, value_columns, write_json
+from jmrn.io import VIDEO_TABLE_META, read_utf8_text, read_video_table, value_columns, write_json
 from jmrn.metrics import evaluate
 from jmrn.tables import label_targets, read_split_json, write_csv
 
@@ -198,14 +198,7 @@ def checked_values(table: pd.DataFrame, where: str) -> pd.DataFrame:
 
 def _read_ids(path: Path) -> list[str]:
     """The ids of a ``.npy`` stream, one per line (empty lines skipped, nothing else changed)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise OSError(exc.errno, f"{path}: cannot read it ({exc.strerror})") from exc
+    text = read_utf8_text(path)
     return [line for line in text.splitlines() if line]
 
 
@@ -240,14 +233,7 @@ def _read_npy(path: Path, ids_path: Path, classes: Sequence[str] | None) -> pd.D
 def _read_csv(path: Path) -> pd.DataFrame:
     """A stream's CSV exactly as written: every cell text, every line as many fields as the
     header (pandas would silently take extra leading fields as an index or drop trailing ones)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise OSError(exc.errno, f"{path}: cannot read it ({exc.strerror})") from exc
+    text = read_utf8_text(path)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)

@@ -45,6 +45,17 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:
@@ -97,6 +108,27 @@ def read_video_table(path: str | os.PathLike) -> Any:
                                         keep_default_na=False, encoding="utf-8"))
 
 
+def read_utf8_text(path: str | os.PathLike) -> str:
+    """A file's text as UTF-8 (a leading byte-order mark dropped). Another encoding is a one-line
+    ``UserError`` naming the first bad byte, its offset and line; a storage error an ``OSError``
+    naming the file."""
+    from jmrn.errors import UserError
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        raise OSError(exc.errno, f"cannot read {path}: {exc.strerror or exc}", str(path)) from exc
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}: not UTF-8 text (byte {data[exc.start]:#04x} at offset "
+                        f"{exc.start}, line {line}); save the file as UTF-8") from exc
+    return text.removeprefix("\ufeff")
+
+
 # Values a YAML file may expand to: aliases let a few lines name billions of values (a "billion
 # laughs" file), which every later copy or validation would then walk.
 MAX_YAML_VALUES = 100_000
@@ -126,13 +158,9 @@ def read_yaml(path: str | os.PathLike) -> Any:
     from jmrn.errors import UserError
 
     try:
-        with open(path, "rb") as fh:
-            data = yaml.safe_load(fh.read().decode("utf-8"))
+        data = yaml.safe_load(read_utf8_text(path))
     except OSError as exc:
         raise UserError(f"{path}: cannot read it ({exc.strerror})") from exc
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                        f"{exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)

@@ -9,7 +9,6 @@ other weights than its own).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -17,21 +16,13 @@ from typing import Any
 
 from jmrn import __version__
 from jmrn.errors import UserError
-from jmrn.io import write_json
+from jmrn.io import sha256_file, write_json
 
 CARD_FORMAT = "jmrn-model-card/1"
 CARD_NAME = "model_card.json"
 WEIGHTS_NAME = "model.pt"
 POTION_KEYS = ("channels", "normalisation", "extra_channels", "map_channels", "person")
 HEADLINE_METRICS = ("mean_class_accuracy", "top1", "top5", "mAP", "frame_mAP", "n_test")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def build_card(*, variant: dict[str, Any], n_parameters: int, classes: list[str], multilabel: bool,

@@ -148,7 +148,7 @@ BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
 
 
 @pytest.mark.parametrize("content, message", [
-    (b"seeds: [0]\nnote: caf\xe9\n", r"not UTF-8 text \(byte 0xe9 at offset 20\)"),
+    (b"seeds: [0]\nnote: caf\xe9\n", r"not UTF-8 text \(byte 0xe9 at offset 20, line 2\)"),
     (bytes(range(256)), r"not UTF-8 text|YAML syntax error"),
     (BILLION_LAUGHS.encode(), r"expands to more than 100,000 values"),
 ], ids=["latin-1", "binary", "alias bomb"])

@@ -8,7 +8,8 @@ pytest.importorskip("openpifpaf")
 from jmrn.pose.base import make_backend  # noqa: E402
 from jmrn.datasets.report import DatasetError  # noqa: E402
 from jmrn.pose.openpifpaf_backend import (  # noqa: E402
-    OpenPifPafBackend, build_network, save_state_dict, sha256_of)
+    OpenPifPafBackend, build_network, save_state_dict)
+from jmrn.io import sha256_file
 from jmrn.pose.skeleton import JOINTS  # noqa: E402
 
 
@@ -65,10 +66,10 @@ def test_pickled_model_loads_only_with_its_sha256(tmp_path, frames):
         OpenPifPafBackend(24, 32, checkpoint=str(path))
     with pytest.raises(DatasetError, match="refusing"):
         OpenPifPafBackend(24, 32, checkpoint=str(path), checkpoint_sha256="0" * 64)
-    local = OpenPifPafBackend(24, 32, checkpoint=str(path), checkpoint_sha256=sha256_of(path))
+    local = OpenPifPafBackend(24, 32, checkpoint=str(path), checkpoint_sha256=sha256_file(path))
     torch.testing.assert_close(local.net.state_dict(), net.state_dict())
     converted = tmp_path / "converted.pt"
-    save_state_dict(str(path), sha256_of(path), str(converted))
+    save_state_dict(str(path), sha256_file(path), str(converted))
     again = OpenPifPafBackend(24, 32, checkpoint=str(converted))
     torch.testing.assert_close(again.net.state_dict(), net.state_dict())
     with pytest.raises(DatasetError, match=r"its SHA-256 is [0-9a-f]{64}, not the 0+ given"):

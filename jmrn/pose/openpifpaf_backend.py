@@ -18,7 +18,6 @@ a state dict once. ``checkpoint: null`` builds ``base_net`` with random weights 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import pickle
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 
 from jmrn.datasets.report import DatasetError
 from jmrn.device import resolve_device
+from jmrn.io import sha256_file
 from jmrn.pose.base import PoseBackend, letterbox_geometry, wanted_frames
 from jmrn.pose.skeleton import COCO17, JOINTS
 from jmrn.video import iter_frame_batches
@@ -54,14 +54,6 @@ def _full_unpickling() -> Iterator[None]:
             del os.environ[key]
         else:
             os.environ[key] = old
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _random_network(base_net: str) -> torch.nn.Module:
@@ -122,7 +114,7 @@ def build_network(checkpoint: str | None, base_net: str = "shufflenetv2k16",
             raise DatasetError(f"{checkpoint}: its tensors do not fit openpifpaf's {base_net} "
                                f"(config pose.options.openpifpaf.base_net): {str(exc).splitlines()[0]}") from exc
         return net
-    if checkpoint_sha256 is None or sha256_of(checkpoint).lower() != checkpoint_sha256.lower():
+    if checkpoint_sha256 is None or sha256_file(checkpoint).lower() != checkpoint_sha256.lower():
         raise DatasetError(
             f"refusing to unpickle {checkpoint}: it is a pickled model, and loading one runs the code "
             "it names; if you trust the file, set pose.options.openpifpaf.checkpoint_sha256 to its SHA-256 "
@@ -141,7 +133,7 @@ def save_state_dict(checkpoint: str, sha256: str, out: str) -> None:
     if not os.path.isfile(checkpoint):
         raise DatasetError(f"{checkpoint}: no such file; download openpifpaf's checkpoint first "
                            "(docs/pose-backends.md#openpifpaf-checkpoint)")
-    actual = sha256_of(checkpoint)
+    actual = sha256_file(checkpoint)
     if actual.lower() != sha256.strip().lower():
         raise DatasetError(f"{checkpoint}: its SHA-256 is {actual}, not the {sha256} given: a "
                            "truncated or different download? (openpifpaf's shufflenetv2k16 file's "
