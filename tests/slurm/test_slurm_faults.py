@@ -183,7 +183,7 @@ def test_training_killed_for_memory_is_retried_with_twice_the_memory(checkout, c
     run = Run(checkout, command, cluster_env)
     out = run.finish(900)
     assert run.proc.returncode == 0, out[-4000:]
-    assert "exceeded memory limit" in out or "State OUT_OF_MEMORY" in out, out[-4000:]
+    assert "Exceeded job memory limit" in out or "State OUT_OF_MEMORY" in out, out[-4000:]
     failed = re.findall(r"SLURM-job '(\d+)' failed", out)
     assert failed
     retried = sacct(re.findall(r"has been submitted with SLURM jobid (\d+)", out))
