@@ -12,6 +12,7 @@ from jmrn.config import pose_settings, pose_source, resolve_variant, train_setti
 from jmrn.errors import UserError
 from jmrn.preflight import missing_inputs, runs_jobs
 from jmrn.profiles import check_profile
+from jmrn.slurm import install as mend_slurm_plugin
 
 min_version("9.0")
 
@@ -33,6 +34,9 @@ if MISSING and runs_jobs(sys.argv):
     sys.exit("\n".join(f"error: missing {line}" for line in MISSING))
 for line in MISSING:  # a dry run or a report: say so, and go on
     print(f"warning: missing {line}", file=sys.stderr)
+# Under --profile slurm: see cancelled jobs end (sacct's `CANCELLED by <uid>`), and say in a
+# failed job's error what SLURM recorded and how its log ends (jmrn/slurm.py).
+mend_slurm_plugin()
 
 
 include: "rules/common.smk"

@@ -17,6 +17,7 @@ STAMP="$VENV/.jmrn-installed"
 
 install() {
   if [ -f "$STAMP" ] && [ "$STAMP" -nt pyproject.toml ]; then
+    link_slurm_profile  # also when the environment is there already
     return 0
   fi
   if [ ! -x "$VENV/bin/python" ]; then

@@ -118,6 +118,13 @@ def main(argv: list[str] | None = None) -> int:
     status = sub.add_parser("status", help="per stage done/total and each running training's "
                                            "epoch and ETA, read from the run's logs")
     status.add_argument("--results", default="results", help="the run's results folder")
+    slurm = sub.add_parser("slurm", help="after Snakemake was killed: list this checkout's jobs "
+                                         "left in SLURM, cancel them (--cancel), remove "
+                                         "Snakemake's lock and print the rerun command")
+    slurm.add_argument("--cancel", action="store_true", help="scancel the jobs listed")
+    slurm.add_argument("--no-unlock", action="store_true", help="leave Snakemake's lock")
+    slurm.add_argument("rerun", nargs=argparse.REMAINDER, metavar="TARGET/ARGS",
+                       help="targets and --configfile of the run, echoed in the rerun command")
     convert = sub.add_parser("openpifpaf-state-dict",
                              help="load a trusted pickled openpifpaf checkpoint (its SHA-256 "
                                   "given) and save its weights as a state dict")
@@ -180,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             from jmrn.status import print_status
 
             print_status(args.results)
+        elif args.command == "slurm":
+            from jmrn.slurm import recover
+
+            return recover(".", cancel=args.cancel, unlock=not args.no_unlock,
+                           snakemake=".venv/bin/snakemake", extra_args=args.rerun)
         elif args.command == "openpifpaf-state-dict":
             from jmrn.pose.openpifpaf_backend import save_state_dict
 

@@ -201,3 +201,38 @@ class LogWriter:
 
     def flush(self) -> None:
         pass
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: str | os.PathLike, stage: str) -> Iterator[None]:
+    """Hold ``<folder>/.jmrn.lock`` while a job writes that run's checkpoint and files, so that
+    two jobs (an orphan of a killed Snakemake and its rerun, say) never write them at once. A
+    POSIX record lock (``fcntl.lockf``: NFS carries it), released when the process ends however
+    it ends. A second job stops at once with a UserError naming the holder."""
+    import fcntl
+    import socket
+
+    from jmrn.errors import UserError
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / ".jmrn.lock"
+    fh = open(path, "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.lockf(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise UserError(f"{folder} is being written by {holder}; this job stops rather than "
+                            "write the same checkpoint at once (end that job, or wait for it, "
+                            "then rerun: python -m jmrn slurm lists jobs left running)") from None
+        fh.seek(0)
+        fh.truncate()
+        job = os.environ.get("SLURM_JOB_ID")
+        fh.write(f"{stage} (pid {os.getpid()} on {socket.gethostname()}"
+                 f"{', SLURM job ' + job if job else ''})\n")
+        fh.flush()
+        yield
+    finally:
+        fh.close()  # closing releases the lock

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from jmrn.errors import UserError
@@ -75,17 +76,25 @@ def reading(smk: Any) -> dict[str, Any]:
 
 
 def train(smk: Any) -> None:
+    from jmrn.io import run_folder_lock
     from jmrn.train import train_variant
 
-    train_variant(smk.input.potion, smk.input.videos, int(smk.wildcards.split),
-                  dict(smk.params.variant), dict(smk.params.train), int(smk.wildcards.seed),
-                  smk.output.model, smk.output.history, threads=smk.threads,
-                  **reading(smk))
+    with run_folder_lock(Path(smk.output.model).parent, "train"):  # one writer of the checkpoint
+        train_variant(smk.input.potion, smk.input.videos, int(smk.wildcards.split),
+                      dict(smk.params.variant), dict(smk.params.train), int(smk.wildcards.seed),
+                      smk.output.model, smk.output.history, threads=smk.threads,
+                      **reading(smk))
 
 
 def export(smk: Any) -> None:
     from jmrn.export import export_variant
+    from jmrn.io import run_folder_lock
 
+    with run_folder_lock(Path(smk.output.metrics).parent, "export"):
+        _export(smk, export_variant)
+
+
+def _export(smk: Any, export_variant: Callable[..., None]) -> None:
     export_variant(smk.input.potion, smk.input.videos, int(smk.wildcards.split),
                    dict(smk.params.variant), smk.input.model, smk.params.device,
                    smk.output.logits, smk.output.metrics, smk.output.joint_weights,

@@ -16,8 +16,6 @@ rule train:
     threads: job_threads("train")
     resources:
         **job_resources("train", split_maps_mb(with_test=False)),
-    group:
-        "run"
     conda:
         "../envs/torch.yaml"
     script:
@@ -55,8 +53,6 @@ rule export:
     threads: job_threads("export")
     resources:
         **job_resources("export", split_maps_mb(with_test=True)),
-    group:
-        "run"
     conda:
         "../envs/torch.yaml"
     script:

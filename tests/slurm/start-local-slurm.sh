@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start a one-node SLURM cluster on this machine (Debian, root) for the `slurm` tests, with
 # job accounting like real clusters (slurmdbd + MariaDB, so `sacct` answers), two partitions
-# (`cpu`, the default, and `gpu`) and 2 fake GPUs. Installs what is missing (apt), writes the
+# (`cpu`, the default, and `gpu`), 2 fake GPUs, and jobs killed when they use more memory than
+# they asked for (OverMemoryKill, sampled every second; state OUT_OF_MEMORY). Installs what is missing (apt), writes the
 # configs, starts the daemons it needs and waits until the node is idle. Records what it started
 # in $JMRN_SLURM_STATE so that stop-local-slurm.sh stops only that. Safe to run twice.
 set -euo pipefail
@@ -12,8 +13,10 @@ need=()
 for cmd in slurmctld slurmd slurmdbd munged mariadbd; do command -v "$cmd" >/dev/null || need+=("$cmd"); done
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing slurm, slurmdbd, munge and mariadb-server (apt; missing: ${need[*]})"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurmdbd slurm-client munge \
+  # Another apt (unattended upgrades, a second checkout's start) may hold dpkg's lock: wait for
+  # it (up to 10 minutes) instead of failing at once.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -q slurmctld slurmd slurmdbd slurm-client munge \
     mariadb-server >/dev/null
 fi
 
@@ -54,6 +57,7 @@ NODE=$(slurmd -C | head -n 1 | sed -e 's/UpTime=.*//')
 mkdir -p /etc/slurm /run/slurm /var/lib/slurm/slurmd /var/lib/slurm/slurmctld /var/lib/slurm/fakegpu /var/log/slurm
 for i in 0 1; do [ -e "/var/lib/slurm/fakegpu/nvidia$i" ] || mknod "/var/lib/slurm/fakegpu/nvidia$i" c 1 3; done
 if [ ! -f /etc/slurm/slurm.conf ] || grep -q "^# written by jmrn" /etc/slurm/slurm.conf; then
+  old_conf=$(cat /etc/slurm/slurm.conf 2>/dev/null || true)
   cat > /etc/slurm/slurm.conf <<CONF
 # written by jmrn tests/slurm/start-local-slurm.sh
 ClusterName=jmrn-test
@@ -63,6 +67,8 @@ AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherParams=OverMemoryKill
+JobAcctGatherFrequency=task=1
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu
@@ -106,6 +112,11 @@ Name=gpu Type=fake File=/var/lib/slurm/fakegpu/nvidia[0-1]
 CONF
 fi
 
+# Daemons already running from an older version of this file: make them read the new one.
+if [ -n "${old_conf:-}" ] && [ "$old_conf" != "$(cat /etc/slurm/slurm.conf)" ] \
+    && scontrol ping 2>/dev/null | grep -q "is UP"; then
+  scontrol reconfigure && echo "slurm.conf changed: slurmctld and slurmd reconfigured"
+fi
 if ! pgrep -x slurmdbd >/dev/null; then
   slurmdbd
   echo /run/slurm/slurmdbd.pid >> "$STATE/pidfiles"

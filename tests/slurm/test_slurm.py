@@ -94,8 +94,8 @@ def node_limits() -> tuple[int, int]:
 
 
 def rule_of(record: dict[str, str]) -> str:
-    """The rule (or group) of a job, from the comment the plugin gives it."""
-    m = re.match(r"(rule|group)_([a-z]+)", record["Comment"])
+    """The rule of a job, from the comment the plugin gives it (rule_<rule>_wildcards_...)."""
+    m = re.match(r"(rule|group)_([a-z0-9]+)", record["Comment"])
     assert m, record
     return m.group(2)
 
@@ -143,8 +143,9 @@ def test_every_job_asks_for_what_it_uses(readme_slurm_run):
     records = sacct(submitted_jobs(out))
     config = yaml.safe_load((work / "config" / "demo.yaml").read_text())
     memory, max_minutes = node_limits()
-    # The schema's threads per job kind; a run is train + export in one job (train.threads).
-    threads = {"manifest": 2, "pose": 2, "potion": 1, "run": config["train"]["threads"]}
+    # The schema's threads per job kind; train and export are separate jobs (train.threads).
+    threads = {"manifest": 2, "pose": 2, "potion": 1, "train": config["train"]["threads"],
+               "export": config["train"]["threads"]}
     assert {rule_of(r) for r in records} == set(threads)  # the rest ran beside Snakemake
     for r in records:
         assert int(r["AllocCPUS"]) == threads[rule_of(r)], r
@@ -201,9 +202,11 @@ def test_gpu_jobs_fail_cleanly_then_rerun_without_accounting(readme_slurm_run, c
     (work / "config/demo.yaml").write_text(yaml.safe_dump(gpu))
     proc = readme_run(work, RUN_SPLIT2, cluster_env)
     assert proc.returncode != 0
-    assert re.search(r"slurm_logs/group_run\S*/\d+\.log", proc.stdout), proc.stdout[-3000:]
-    records = sacct(submitted_jobs(proc.stdout))  # split2's runs (the GPU setting is in both)
-    assert records and all(rule_of(r) == "run" and r["State"] == "FAILED" for r in records), records
+    assert re.search(r"slurm_logs/rule_train/\S+/\d+\.log", proc.stdout), proc.stdout[-3000:]
+    # The error says what SLURM recorded and how the job's log ends.
+    assert "SLURM: State FAILED, ExitCode 1:0" in proc.stdout and "last lines of" in proc.stdout
+    records = sacct(submitted_jobs(proc.stdout))  # split2's trainings (the GPU setting is in both)
+    assert records and all(rule_of(r) == "train" and r["State"] == "FAILED" for r in records), records
     assert all(r["Partition"] == "gpu" and "gres/gpu=1" in r["ReqTRES"] for r in records), records
     first, retry = min(mem_mb(r) for r in records), max(mem_mb(r) for r in records)
     assert retry == 2 * first  # the retry asks for twice the memory and time
