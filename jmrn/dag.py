@@ -114,6 +114,9 @@ def files_digest(paths: tuple[str, ...]) -> str:
         if os.path.isfile(root):
             digest.update(_file_stamp(root).encode())
             continue
+        if not os.path.exists(root):  # the preflight check names it; a dry run goes on
+            digest.update(b"missing")
+            continue
         for folder, dirs, names in os.walk(root, onerror=_walk_error):
             dirs.sort()
             for name in sorted(names):

@@ -78,3 +78,18 @@ def test_dangling_symlink_under_the_videos_is_recorded_not_a_dag_error(tiny_demo
     manifest = read_manifest(tmp_path / "m.csv")
     row = manifest[manifest["path"].str.endswith("link to nothing.avi")]
     assert len(row) == 1 and row["status"].iloc[0] != "ok"
+
+
+def test_missing_or_unlistable_dataset_folders(tmp_path, monkeypatch):
+    """A folder that does not exist (yet) is absent from the digest, so a dry run can plan; one
+    that exists but cannot be listed is an error naming it, never an empty folder."""
+    assert source_digest({"video_root": str(tmp_path / "nothing")}) == \
+        source_digest({"video_root": str(tmp_path / "nothing")})
+    (tmp_path / "videos" / "a").mkdir(parents=True)
+
+    def refuse(path):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(os, "scandir", refuse)
+    with pytest.raises(OSError, match="cannot list .*videos"):
+        source_digest({"video_root": str(tmp_path / "videos")})
