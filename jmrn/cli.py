@@ -207,11 +207,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "predict":
             from jmrn.predict import load_bundle, predict_videos, print_predictions
 
+            if args.top < 1:
+                raise UserError(f"--top {args.top}: list at least one class")
             table = predict_videos(load_bundle(args.bundle), args.inputs, args.out, args.backend,
                                    backend_options(args.option), args.top, not args.no_sheets)
             print(print_predictions(table, args.top))
+            read = int((table["status"] == "ok").sum())
             print(f"wrote {args.out}/predictions.csv, {args.out}/probabilities.csv"
-                  + ("" if args.no_sheets else f" and contact sheets in {args.out}/sheets/"))
+                  + ("" if args.no_sheets or not read else f" and contact sheets in {args.out}/sheets/"))
+            if not read:
+                raise UserError(f"none of the {len(table)} videos could be read (see the status column)")
         elif args.command == "evaluate":
             from jmrn.evaluate import evaluate_bundle
             from jmrn.model_card import read_card

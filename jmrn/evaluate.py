@@ -3,6 +3,7 @@
 store, so a bundle scored on its own run's split reproduces that run's metrics.json."""
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from jmrn.io import write_json
 from jmrn.model_card import card_paths, read_card
 from jmrn.report import per_class_table, write_table
 from jmrn.store import PotionStore
+
+log = logging.getLogger(__name__)
 
 # Settings of the PoTion store that the model's maps were made with: a store made otherwise
 # gives maps the model has never seen.
@@ -37,6 +40,20 @@ def map_mismatches(card: dict[str, Any], store: PotionStore) -> list[str]:
     return found
 
 
+def trained_on_test_videos(card: dict[str, Any], dataset: str, tables: dict[int, dict], split: int) -> int:
+    """How many of ``split``'s test videos the model trained on (its own split's training
+    videos, validation included), when it is scored on another split of its own dataset."""
+    own = card["split"]
+    if dataset != card["dataset"].get("name") or split == own or own not in tables:
+        return 0
+
+    def subset(k: int, wanted: str) -> set[str]:
+        videos = tables[k]["videos"]
+        return {v for v, s in zip(videos["video_id"], videos[f"split{k}"]) if s == wanted}
+
+    return len(subset(split, "test") & subset(own, "train"))
+
+
 def evaluate_bundle(bundle: str | os.PathLike, config: dict[str, Any], out_dir: str | os.PathLike,
                     split: int | None = None, results: str | os.PathLike = "results",
                     allow_other_poses: bool = False) -> dict[str, Any]:
@@ -49,7 +66,7 @@ def evaluate_bundle(bundle: str | os.PathLike, config: dict[str, Any], out_dir: 
     manifest, potion = Path(results) / name / "manifest.csv", Path(results) / name / "potion.zarr"
     if not manifest.is_file() or not potion.is_dir():
         raise UserError(f"no PoTion store of dataset {name!r} under {results}/: make it first with "
-                        f"`snakemake --cores 2 {potion} --configfile ...` (pose and PoTion only, "
+                        f"`snakemake --cores all {potion} --configfile ...` (pose and PoTion only, "
                         "no training)")
     store = PotionStore(potion)
     mismatches = map_mismatches(card, store)
@@ -59,6 +76,10 @@ def evaluate_bundle(bundle: str | os.PathLike, config: dict[str, Any], out_dir: 
     tables = split_tables(manifest, potion)
     if split not in tables:
         raise UserError(f"dataset {name!r} has no split {split} (it has {sorted(tables)})")
+    seen = trained_on_test_videos(card, name, tables, split)
+    if seen:
+        log.warning("split %d's test set holds %d videos that this model (split %d) trained on: "
+                    "the figures are not a held-out score", split, seen, card["split"])
     out = Path(out_dir)
     videos = out / "videos.json"
     write_json(videos, tables[split])

@@ -25,7 +25,7 @@ from jmrn.datasets.files import is_video
 from jmrn.errors import UserError
 from jmrn.io import LogWriter
 from jmrn.model_card import card_paths, read_card
-from jmrn.pose.base import PoseBackend, backend_class, make_backend
+from jmrn.pose.base import BACKENDS, PoseBackend, backend_class, make_backend
 from jmrn.pose.skeleton import JOINTS
 from jmrn.potion import PotionAccumulator
 from jmrn.tables import write_csv
@@ -68,8 +68,9 @@ def pose_backend_for(card: dict[str, Any], backend: str | None = None,
     name = backend or pose["backend"]
     try:
         cls = backend_class(name)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    except ValueError:
+        raise UserError(f"unknown pose backend {name!r}; backends that read videos: "
+                        f"{', '.join(pixel_backends())}") from None
     if not cls.reads_pixels:
         raise UserError(f"pose backend {name!r} reads files other tools wrote for each video, "
                         "not a video's pixels; choose one that does: --backend mediapipe, "
@@ -80,6 +81,11 @@ def pose_backend_for(card: dict[str, Any], backend: str | None = None,
         return make_backend(name, int(pose["height"]), int(pose["width"]), given)
     except (TypeError, ValueError) as exc:
         raise UserError(f"pose backend {name!r}: {exc}") from exc
+
+
+def pixel_backends() -> list[str]:
+    """Registered pose backends that read a video's pixels (predict can use them)."""
+    return [n for n in sorted(BACKENDS) if backend_class(n).reads_pixels]
 
 
 def find_videos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -98,9 +104,18 @@ def find_videos(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return found
 
 
+def readable_name(path: Path) -> str:
+    """The path as text; a name that is not UTF-8 is refused before OpenCV sees it (OpenCV
+    crashes the process on such names)."""
+    try:
+        return os.fsencode(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise VideoError("its file name is not valid UTF-8 (rename it)") from None
+
+
 def video_heatmaps(backend: PoseBackend, path: Path, absent: list[int]) -> np.ndarray:
     """All heatmaps of a video (T x J x H x W uint8), joints absent in training zeroed."""
-    row = {"video_id": path.stem, "path": str(path), **probe_fields(path)}
+    row = {"video_id": path.stem, "path": readable_name(path), **probe_fields(path)}
     if row["status"] != "ok":
         raise VideoError(row["status"])
     heatmaps = np.concatenate(list(backend.heatmaps(row)))
@@ -142,7 +157,7 @@ def predict_videos(bundle: Bundle, inputs: Sequence[str | os.PathLike], out_dir:
     classes, top = card["classes"], max(1, min(top, len(card["classes"])))
     absent = [JOINTS.index(j) for j in card.get("absent_joints", [])]
     crop = (card["crop"]["height"], card["crop"]["width"]) if card.get("crop") else None
-    out = Path(out_dir)
+    out = writable_folder(out_dir)
     rows: list[dict[str, Any]] = []
     probs: list[np.ndarray] = []
     progress = tqdm(total=len(videos), desc="predict", unit="video", file=LogWriter(log), mininterval=2.0)
@@ -153,11 +168,12 @@ def predict_videos(bundle: Bundle, inputs: Sequence[str | os.PathLike], out_dir:
             try:
                 heatmaps = video_heatmaps(pose, path, absent)
             except (VideoError, ValueError) as exc:  # the video's content: recorded, skipped
-                results.append({"video": str(path), "status": f"{type(exc).__name__}: {exc}"})
+                results.append({"video": shown_path(path), "status": f"{type(exc).__name__}: {exc}",
+                                "frames": 0})
             else:
                 maps.append(potion_map(heatmaps, card["potion"]))
                 kept.append((len(results), heatmaps))
-                results.append({"video": str(path), "status": "ok", "frames": len(heatmaps)})
+                results.append({"video": shown_path(path), "status": "ok", "frames": len(heatmaps)})
             progress.update()
         scores = [np.full(len(classes), np.nan) for _ in batch]
         if maps:
@@ -175,11 +191,32 @@ def predict_videos(bundle: Bundle, inputs: Sequence[str | os.PathLike], out_dir:
         rows += results
         probs += scores
     progress.close()
-    table = pd.DataFrame(rows)
+    columns = ["video", "status", "frames"] + [f"top{r}{s}" for r in range(1, top + 1)
+                                               for s in ("", "_probability")]
+    table = pd.DataFrame(rows, columns=columns)
     write_csv(table, out / "predictions.csv")
     write_csv(pd.concat([table[["video"]], pd.DataFrame(np.array(probs), columns=classes)], axis=1),
               out / "probabilities.csv")
     return table
+
+
+def shown_path(path: Path) -> str:
+    """The path for tables and messages (undecodable bytes as escapes)."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def writable_folder(folder: str | os.PathLike) -> Path:
+    """``folder``, created; one line when it cannot be (a file there, no permission), before
+    any video is read."""
+    out = Path(folder)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".jmrn-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise UserError(f"--out {folder}: cannot write there ({exc.strerror or exc})") from exc
+    return out
 
 
 def sheet_name(path: Path) -> str:

@@ -83,6 +83,15 @@ def test_evaluate_reproduces_the_runs_metrics_exactly(finished_run, tmp_path, ca
     assert "mean_class_accuracy" in capsys.readouterr().out
 
 
+def test_evaluate_on_another_split_says_the_model_trained_on_its_test_videos(finished_run, tmp_path, caplog):
+    from jmrn.evaluate import evaluate_bundle
+
+    with caplog.at_level("WARNING"):
+        evaluate_bundle(finished_run / RUN, tiny_config(finished_run), tmp_path / "out", split=2,
+                        results=finished_run / "results")
+    assert "split 2's test set holds" in caplog.text and "not a held-out score" in caplog.text
+
+
 def test_evaluate_refuses_maps_made_otherwise(finished_run, tmp_path):
     bundle = copy_bundle(finished_run / RUN, tmp_path / "b", potion={"channels": 3, "normalisation": "max"})
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(finished_run)))
@@ -110,13 +119,26 @@ def test_bundle_problems_are_one_line(finished_run, tmp_path, capsys):
         assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
 
 
-def test_unreadable_video_is_a_row_not_a_crash(finished_run, tmp_path):
+def test_unreadable_videos_are_rows_not_a_crash(finished_run, tmp_path, capsys):
+    import os
+
     broken = tmp_path / "broken (1).avi"
     broken.write_bytes(b"not a video")
     video = next((finished_run / "results/demo/raw/videos").rglob("*.avi"))
-    table = predict_videos(load_bundle(finished_run / RUN), [broken, video], tmp_path / "out")
+    latin1 = Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9.avi"))  # OpenCV would crash on it
+    shutil.copy(video, latin1)
+    table = predict_videos(load_bundle(finished_run / RUN), [broken, video, latin1], tmp_path / "out")
     assert table["status"].tolist()[1] == "ok" and table["status"].iloc[0].startswith("VideoError")
-    assert len(read_video_table(tmp_path / "out" / "probabilities.csv")) == 2
+    assert "not valid UTF-8" in table["status"].iloc[2]
+    assert table["frames"].iloc[0] == table["frames"].iloc[2] == 0 < table["frames"].iloc[1]
+    assert len(read_video_table(tmp_path / "out" / "probabilities.csv")) == 3
+    assert main(["predict", str(finished_run / RUN), str(broken), "--out", str(tmp_path / "o2")]) == 1
+    out, err = capsys.readouterr()
+    assert "none of the 1 videos could be read" in err and "contact sheets" not in out
+    assert list(read_video_table(tmp_path / "o2" / "predictions.csv").columns)[:4] == \
+        ["video", "status", "frames", "top1"]
+    assert main(["predict", str(finished_run / RUN), str(video), "--out", str(broken)]) == 1
+    assert "cannot write there" in capsys.readouterr().err
 
 
 @pytest.fixture(scope="module")
