@@ -83,13 +83,16 @@ def test_evaluate_reproduces_the_runs_metrics_exactly(finished_run, tmp_path, ca
     assert "mean_class_accuracy" in capsys.readouterr().out
 
 
-def test_evaluate_on_another_split_says_the_model_trained_on_its_test_videos(finished_run, tmp_path, caplog):
-    from jmrn.evaluate import evaluate_bundle
+def test_another_splits_test_videos_that_the_model_trained_on_are_counted():
+    from jmrn.evaluate import trained_on_test_videos
 
-    with caplog.at_level("WARNING"):
-        evaluate_bundle(finished_run / RUN, tiny_config(finished_run), tmp_path / "out", split=2,
-                        results=finished_run / "results")
-    assert "split 2's test set holds" in caplog.text and "not a held-out score" in caplog.text
+    tables = {k: {"videos": {"video_id": ["a", "b", "c", "d"], f"split{k}": subsets}}
+              for k, subsets in ((1, ["train", "train", "test", "test"]),
+                                 (2, ["test", "train", "test", "train"]))}
+    card = {"split": 1, "dataset": {"name": "hmdb51"}}
+    assert trained_on_test_videos(card, "hmdb51", tables, 2) == 1  # "a": trained on, tested on
+    assert trained_on_test_videos(card, "hmdb51", tables, 1) == 0  # its own split
+    assert trained_on_test_videos(card, "mimetics", tables, 2) == 0  # another dataset
 
 
 def test_evaluate_refuses_maps_made_otherwise(finished_run, tmp_path):
