@@ -25,10 +25,10 @@ class JointFeatureExtractor(nn.Module):
     How the Siamese extractor's batch is arranged depends on the device (``joints_per_chunk``,
     None = automatic). On a CPU it runs on chunks of a few joints at a time (N*k samples, k
     chosen so the first activation is at most ``CHUNK_BYTES``): the folded N*J batch makes each
-    activation hundreds of MB (18 x 16 samples x 128 x 32 x 43 floats = 405 MB at 64 x 86), so
+    activation about 200 MB (16 samples x 18 joints x 128 x 32 x 43 floats at 64 x 86), so
     every layer, forward and backward, streams through memory, while a chunk's activations stay
-    in the caches; measured 1.2-1.6x faster per training step (docs/benchmarks.md). On a GPU the
-    folded batch stays: one large kernel per layer keeps the device busy, where chunks would
+    in the caches; measured 1.1-1.6x faster per fp32 training step (docs/benchmarks.md). On a
+    GPU the folded batch stays: one large kernel per layer keeps the device busy, where chunks would
     launch J/k times as many smaller kernels (not measured; no GPU was available). The numbers
     are the same either way: the extractor has no batch statistics (convolution + ReLU; the
     input BatchNorm runs on the whole batch before it), each sample-joint is computed alone,

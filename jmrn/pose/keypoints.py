@@ -63,8 +63,8 @@ def fit_transform(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[flo
     return scale, (ow - sw * scale) / 2, (oh - sh * scale) / 2
 
 
-# Gaussians are cut at TRUNCATE sigmas: a pixel outside a keypoint's window differs from the whole-grid
-# Gaussian by at most score * exp(-TRUNCATE**2 / 2) (0.011 at 3, i.e. at most 3 uint8 levels).
+# Gaussians are cut at TRUNCATE sigmas: a pixel outside a keypoint's window differs from the
+# whole-grid Gaussian by at most score * exp(-TRUNCATE**2 / 2) (0.011 at 3: at most 3 uint8 levels).
 TRUNCATE = 3.0
 _TINY = np.finfo(np.float32).tiny  # smallest normal float32: smaller products are flushed to 0
 
@@ -114,9 +114,10 @@ def render_heatmaps(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
     return maps
 
 
-def _window(centre: np.ndarray, size: int, half: float, sigma: float) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel positions (... x K) covering each centre's +-half window inside [0, size) and the
-    1-D Gaussian there (float64, 0 outside the window), computed as the whole-grid rendering does."""
+def _window(centre: np.ndarray, size: int, half: float,
+            sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions (... x K) covering each centre's +-half window inside [0, size) and the 1-D
+    Gaussian there (float64, 0 outside the window), computed as the whole-grid rendering does."""
     k = min(size, int(2 * half) + 1)  # at most this many pixel centres lie within +-half
     first = np.clip(np.ceil(centre - half), 0, size - k).astype(np.int64)  # ... (shifted inside)
     pos = first[..., None] + np.arange(k)  # ... x K
@@ -127,7 +128,7 @@ def _window(centre: np.ndarray, size: int, half: float, sigma: float) -> tuple[n
 
 def _render_windows(maps: np.ndarray, x: np.ndarray, y: np.ndarray, s: np.ndarray,
                     frames: np.ndarray, sigma: float, truncate: float) -> None:
-    """Max one person's windowed Gaussians (x, y, s: T' x V, in ``frames``) into maps (T x V x H x W)."""
+    """Max one person's windowed Gaussians (x, y, s: T' x V, in ``frames``) into T x V x H x W maps."""
     _, v, h, w = maps.shape
     half = truncate * sigma
     cols, gx = _window(x, w, half, sigma)  # T' x V x Kw
