@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from jmrn.pose.keypoints import KeypointsBackend, convert_layout, render_heatmaps
+from jmrn.pose.keypoints import KeypointsBackend, convert_layout, fit_transform, render_heatmaps
 from jmrn.pose.skeleton import COCO17, JOINTS
 
 
@@ -62,3 +62,38 @@ def test_backend_streams_uint8_batches():
     batches = list(backend.heatmaps(video))
     assert [b.shape for b in batches] == [(16, 18, 12, 16)] * 3 + [(2, 18, 12, 16)]
     assert all(b.dtype == np.uint8 for b in batches)
+
+
+@pytest.mark.parametrize("people,sigma,truncate", [(1, 0.6, 3.0), (1, 1.3, 2.0), (3, 0.6, 3.0), (2, 2.5, 3.0)])
+def test_windowed_rendering_is_the_whole_grid_one_within_the_bound(people, sigma, truncate):
+    from jmrn.pose.base import to_uint8
+
+    rng = np.random.default_rng(people)
+    kp = rng.uniform(-40, 360, (people, 6, 18, 2)).astype(np.float32)  # some outside the frame
+    score = rng.uniform(0, 1, (people, 6, 18)).astype(np.float32)
+    score[0, 1, 2], kp[0, 2, 3, 0] = 0, np.nan  # missing joints
+    whole = render_heatmaps(kp, score, (240, 320), (29, 41), sigma, truncate=None)
+    windowed = render_heatmaps(kp, score, (240, 320), (29, 41), sigma, truncate=truncate)
+    bound = score.max() * np.exp(-truncate**2 / 2)  # 0.011 at truncate 3
+    assert (windowed <= whole).all() and (whole - windowed).max() <= bound
+    assert np.abs(to_uint8(whole).astype(int) - to_uint8(windowed)).max() <= np.ceil(bound * 255)
+    assert not ((windowed > 0) & (windowed < np.finfo(np.float32).tiny)).any()  # no subnormals
+    if people == 1:  # inside each window: exactly the whole-grid values
+        scale, dx, dy = fit_transform((240, 320), (29, 41))
+        x = kp[0, ..., 0] * scale + dx - 0.5 * (1 - scale)  # T x V
+        y = kp[0, ..., 1] * scale + dy - 0.5 * (1 - scale)
+        inside = ((np.abs(np.arange(41) - x[..., None, None]) <= truncate * sigma)
+                  & (np.abs(np.arange(29)[:, None] - y[..., None, None]) <= truncate * sigma))
+        assert inside.sum() > 100
+        np.testing.assert_array_equal(windowed[inside], whole[inside])
+        assert (windowed[~inside] == 0).all()
+
+
+def test_windowed_rendering_at_the_edges_and_on_tiny_grids():
+    kp = np.array([[[[0, 0], [319, 239], [-3, 120], [160, 241], [1e6, 5]]]], np.float32)
+    score = np.ones((1, 1, 5), np.float32)
+    for out in ((2, 3), (1, 1), (32, 43)):
+        whole = render_heatmaps(kp, score, (240, 320), out, 2.0, truncate=None)
+        windowed = render_heatmaps(kp, score, (240, 320), out, 2.0)
+        assert (whole - windowed).max() <= np.exp(-4.5) and (windowed <= whole).all()
+        assert windowed.max() == whole.max()

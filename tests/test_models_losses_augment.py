@@ -46,6 +46,52 @@ def test_siamese_extractor_shares_weights_across_joints():
         torch.testing.assert_close(r[:, j], model.extractor.net(x[:, j]), rtol=1e-5, atol=1e-6)
 
 
+def _step(model, x: torch.Tensor, chunk: int | None, bf16: bool = False, seed: int = 0):
+    """Outputs, input gradient and parameter gradients of one train-mode step with chunk joints."""
+    model.extractor.joints_per_chunk = chunk
+    model.zero_grad()
+    x = x.clone().requires_grad_()
+    torch.manual_seed(seed)
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        out = model(x)
+        loss = out["logits"].float().pow(2).sum() + out["embeddings"].float().sum()
+    loss.backward()
+    after = torch.rand(4)  # the RNG stream continues where the folded one does
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return out, x.grad, grads, after
+
+
+@pytest.mark.parametrize("dropout,bf16", [(0.0, False), (0.25, False), (0.25, True)])
+def test_chunked_extractor_gives_the_folded_numbers(dropout, bf16):
+    torch.manual_seed(0)
+    model = build_model("jmrn", 5, 3, 4, width=0.125, dropout=dropout).train()  # BatchNorm: batch stats
+    x = torch.rand(3, 5, 3, 16, 21) * 4 + 1  # input BatchNorm statistics far from 0 / 1
+    folded = _step(model, x, 5, bf16)
+    tol = {"rtol": 2e-2, "atol": 2e-2} if bf16 else {"rtol": 1e-4, "atol": 1e-5}
+    for chunk in (1, 2, 3):
+        out, xgrad, grads, after = _step(model, x, chunk, bf16)
+        torch.testing.assert_close(after, folded[3], rtol=0, atol=0)  # same dropout draws
+        for key in out:
+            torch.testing.assert_close(out[key], folded[0][key], **tol)
+        torch.testing.assert_close(xgrad, folded[1], **tol)
+        assert grads.keys() == folded[2].keys() and len(grads) > 10
+        for name in grads:
+            torch.testing.assert_close(grads[name], folded[2][name], **tol, msg=name)
+    # BatchNorm's running statistics are updated by the whole batch, chunked or not
+    assert model.input_norm.num_batches_tracked == 4
+
+
+def test_extractor_chunks_by_device_and_size():
+    model = build_model("jmrn", 18, 3, 4)
+    ext = model.extractor
+    assert ext.chunk_joints(torch.zeros(16, 18, 3, 64, 86)) == 1  # 11 MB per joint
+    assert 1 < ext.chunk_joints(torch.zeros(8, 18, 3, 32, 43)) < 18
+    assert ext.chunk_joints(torch.zeros(1, 18, 3, 8, 8)) == 18  # small: the fold is one chunk
+    ext.joints_per_chunk = 4
+    assert ext.chunk_joints(torch.zeros(16, 18, 3, 64, 86)) == 4
+    assert build_model("jmrn", 18, 3, 4, siamese=False).extractor.siamese is False
+
+
 def test_hard_selector_passes_gradients():
     torch.manual_seed(0)
     model = build_model("jmrn", 18, 3, 4, width=0.125, hard_selector=True)

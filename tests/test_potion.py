@@ -96,11 +96,14 @@ def test_properties_shape_nonnegative_bounded(t, j, c, batch, seed):
     assert (u >= 0).all() and (u <= 1 + 1e-6).all()  # area: weighted mean of maps in [0, 1]
 
 
-@pytest.mark.parametrize("batch", [5, 16])
+@pytest.mark.parametrize("batch", [5, 16, 37])
 def test_streaming_spans_several_kernel_tiles(batch):
-    """Maps wider than one column tile of the kernel (2 x 64 x 86 > 8192) and batches that
-    straddle channel segments still equal the einsum."""
+    """Joint maps larger than one pixel tile of the kernel (200 x 180 > 32768), groups of 8
+    frames and single frames, and batches that straddle channel segments still equal the einsum."""
+    from jmrn.potion import _TILE
+
     rng = np.random.default_rng(batch)
-    h = rng.integers(0, 256, (37, 2, 64, 86), dtype=np.uint8)
+    h = rng.integers(0, 256, (37, 2, 200, 180), dtype=np.uint8)
+    assert 200 * 180 > _TILE
     ref = potion_reference(h / 255.0, 3, "area")
     np.testing.assert_allclose(stream(h, batch), ref, atol=1e-6, rtol=1e-5)

@@ -2,8 +2,9 @@
 
 Keypoints come as M x T x V x 2 pixel coordinates with M x T x V scores (mmaction2 / pyskl
 skeleton format). They are converted to the 18-joint layout, scaled into the H x W output
-(keeping the aspect ratio, centred) and rendered as Gaussians of peak = score; several persons
-combine by a running maximum. Rendering is separable and vectorised over frames and joints.
+(keeping the aspect ratio, centred) and rendered as Gaussians of peak = score, each only inside
+its window of +-``truncate`` sigma (default 3); several persons combine by a running maximum.
+Rendering is separable and vectorised over frames and joints.
 """
 from __future__ import annotations
 
@@ -62,14 +63,27 @@ def fit_transform(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[flo
     return scale, (ow - sw * scale) / 2, (oh - sh * scale) / 2
 
 
+# Gaussians are cut at TRUNCATE sigmas: a pixel outside a keypoint's window differs from the
+# whole-grid Gaussian by at most score * exp(-TRUNCATE**2 / 2) (0.011 at 3: at most 3 uint8 levels).
+TRUNCATE = 3.0
+_TINY = np.finfo(np.float32).tiny  # smallest normal float32: smaller products are flushed to 0
+
+
 def render_heatmaps(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
-                    out_hw: tuple[int, int], sigma: float = 0.6) -> np.ndarray:
+                    out_hw: tuple[int, int], sigma: float = 0.6,
+                    truncate: float | None = TRUNCATE) -> np.ndarray:
     """Gaussian heatmaps (T x V x H x W, float32) from M x T x V x 2 keypoints and scores.
 
     Pixel centres are at integer output coordinates, so a keypoint at source pixel (x, y)
     peaks at output (x * s + dx, y * s + dy) with sub-pixel accuracy. A joint with a
     non-finite coordinate or score, or a score <= 0, is missing. Persons are rendered one at
-    a time into a running maximum, so memory does not grow with their number."""
+    a time into a running maximum, so memory does not grow with their number.
+
+    ``truncate``: each Gaussian is rendered only in its window of +-``truncate`` sigma (a square
+    of pixels whose distance along x and along y is at most that); inside it the values are
+    exactly the whole-grid rendering's, outside it they are 0 instead of at most
+    score * exp(-truncate**2 / 2). The cost then depends on the window, not on H x W. ``None``
+    renders every Gaussian over the whole grid (the reference)."""
     scale, dx, dy = fit_transform(src_hw, out_hw)
     h, w = out_hw
     with np.errstate(invalid="ignore", over="ignore"):
@@ -85,6 +99,9 @@ def render_heatmaps(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
     present = s.any(axis=2)  # M x T: person m has a joint in frame t
     for m in np.flatnonzero(present.any(axis=1)):
         t = np.flatnonzero(present[m])
+        if truncate is not None:
+            _render_windows(maps, x[m, t], y[m, t], s[m, t], t, sigma, truncate)
+            continue
         t = slice(None) if len(t) == present.shape[1] else t  # all frames: a view, no copies
         gx = np.exp(-((np.arange(w) - x[m, t, :, None]) ** 2) / (2 * sigma**2))
         gy = np.exp(-((np.arange(h) - y[m, t, :, None]) ** 2) / (2 * sigma**2))
@@ -97,12 +114,41 @@ def render_heatmaps(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
     return maps
 
 
+def _window(centre: np.ndarray, size: int, half: float,
+            sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel positions (... x K) covering each centre's +-half window inside [0, size) and the 1-D
+    Gaussian there (float64, 0 outside the window), computed as the whole-grid rendering does."""
+    k = min(size, int(2 * half) + 1)  # at most this many pixel centres lie within +-half
+    first = np.clip(np.ceil(centre - half), 0, size - k).astype(np.int64)  # ... (shifted inside)
+    pos = first[..., None] + np.arange(k)  # ... x K
+    d = pos - centre[..., None]
+    g = np.exp(-(d**2) / (2 * sigma**2))
+    return pos, np.where(np.abs(d) <= half, g, 0.0)
+
+
+def _render_windows(maps: np.ndarray, x: np.ndarray, y: np.ndarray, s: np.ndarray,
+                    frames: np.ndarray, sigma: float, truncate: float) -> None:
+    """Max one person's windowed Gaussians (x, y, s: T' x V, in ``frames``) into T x V x H x W maps."""
+    _, v, h, w = maps.shape
+    half = truncate * sigma
+    cols, gx = _window(x, w, half, sigma)  # T' x V x Kw
+    rows, gy = _window(y, h, half, sigma)  # T' x V x Kh
+    patch = ((gy * s[..., None]).astype(np.float32)[..., :, None]
+             * gx.astype(np.float32)[..., None, :])  # T' x V x Kh x Kw
+    patch[patch < _TINY] = 0  # no subnormals
+    base = (frames[:, None] * v + np.arange(v)) * (h * w)  # T' x V: offset of each map
+    idx = base[..., None, None] + rows[..., :, None] * w + cols[..., None, :]  # T' x V x Kh x Kw
+    flat = maps.reshape(-1)  # a view: windows of one person never overlap, so no index repeats
+    flat[idx] = np.maximum(flat[idx], patch)
+
+
 def render_batches(kp: np.ndarray, score: np.ndarray, src_hw: tuple[int, int],
-                   out_hw: tuple[int, int], sigma: float, batch_size: int) -> Iterator[np.ndarray]:
+                   out_hw: tuple[int, int], sigma: float, batch_size: int,
+                   truncate: float | None = TRUNCATE) -> Iterator[np.ndarray]:
     """uint8 heatmap batches (B x V x H x W) of M x T x V keypoints in our layout."""
     for start in range(0, kp.shape[1], batch_size):
         sl = slice(start, start + batch_size)
-        yield to_uint8(render_heatmaps(kp[:, sl], score[:, sl], src_hw, out_hw, sigma))
+        yield to_uint8(render_heatmaps(kp[:, sl], score[:, sl], src_hw, out_hw, sigma, truncate))
 
 
 class KeypointsBackend(PoseBackend):
@@ -117,17 +163,17 @@ class KeypointsBackend(PoseBackend):
     name = "keypoints"
 
     def __init__(self, height: int, width: int, batch_size: int = 32, sigma: float = 0.6,
-                 layout: str = "coco17") -> None:
+                 layout: str = "coco17", truncate: float = TRUNCATE) -> None:
         super().__init__(height, width, batch_size)
         if layout not in LAYOUTS:
             raise ValueError(f"unknown keypoint layout {layout!r}; known: {', '.join(LAYOUTS)}")
-        self.sigma, self.layout = sigma, layout
+        self.sigma, self.layout, self.truncate = sigma, layout, truncate
 
     short_reason = None
     reads_pixels = False
 
     def attrs(self) -> dict[str, Any]:
-        return {**super().attrs(), "sigma": self.sigma, "layout": self.layout}
+        return {**super().attrs(), "sigma": self.sigma, "truncate": self.truncate, "layout": self.layout}
 
     @staticmethod
     def source(video: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
@@ -148,4 +194,4 @@ class KeypointsBackend(PoseBackend):
         kp, score, src_hw = self.source(video)
         kp, score = convert_layout(kp, score, self.layout)
         yield from render_batches(kp, score, src_hw, (self.height, self.width), self.sigma,
-                                  self.batch_size)
+                                  self.batch_size, self.truncate)

