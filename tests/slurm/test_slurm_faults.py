@@ -59,16 +59,6 @@ def checkout(tmp_path, cluster_env) -> Path:
     return work
 
 
-@pytest.fixture(scope="module")
-def cluster_env(tmp_path_factory) -> dict:
-    from test_slurm import slurm_is_up
-
-    if not slurm_is_up():
-        pytest.skip("no SLURM cluster (run tests/slurm/start-local-slurm.sh)")
-    xdg = tmp_path_factory.mktemp("xdg")
-    return {**os.environ, "XDG_CONFIG_HOME": str(xdg)}
-
-
 class Run:
     """A command running in the background, its output in a file."""
 
