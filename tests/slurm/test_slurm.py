@@ -105,6 +105,16 @@ def mem_mb(record: dict[str, str]) -> int:
     return int(float(value[:-1]) * (1024 if value.endswith("G") else 1))
 
 
+@pytest.fixture(scope="module")
+def cluster_env(tmp_path_factory) -> dict:
+    """The environment for SLURM commands, with a private XDG config (its own profile link);
+    test_slurm_faults.py imports it."""
+    if not slurm_is_up():
+        pytest.skip("no SLURM cluster (run tests/slurm/start-local-slurm.sh)")
+    xdg = tmp_path_factory.mktemp("xdg")
+    return {**os.environ, "XDG_CONFIG_HOME": str(xdg)}
+
+
 def slurm_config(work: Path) -> dict:
     cfg = tiny_config(work)
     cfg["slurm"] = {"cpu_partition": "cpu", "gpu_partition": "gpu"}

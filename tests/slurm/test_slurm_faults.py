@@ -22,7 +22,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_pipeline import REPO, snakemake as local_snakemake  # noqa: E402
-from test_slurm import RUN_SPLIT2, make_checkout, sacct, slurm_config  # noqa: E402
+from test_slurm import RUN_SPLIT2, cluster_env, make_checkout, sacct, slurm_config  # noqa: E402,F401
 
 from jmrn.slurm import squeue_jobs  # noqa: E402
 
