@@ -18,6 +18,7 @@ import numpy as np
 from jmrn.errors import UserError
 from jmrn.io import atomic_path
 from jmrn.pose.keypoints import LAYOUTS as RENDER_LAYOUTS
+from jmrn.pose.keypoints import reorder  # noqa: F401  (the converters take it from here)
 
 # Output layouts: what the ``keypoints`` backend reads (pose.options.keypoints.layout).
 OUT_LAYOUTS = ("coco17", "openpose18", "jmrn18")
@@ -30,26 +31,6 @@ def input_layouts() -> dict[str, tuple[str, ...]]:
     from jmrn.pose.pose_files import BODY25, HALPE26
 
     return {**RENDER_LAYOUTS, "body25": BODY25, "halpe26": HALPE26, "mediapipe33": MEDIAPIPE33}
-
-
-def reorder(kp: np.ndarray, score: np.ndarray, src: tuple[str, ...],
-            dst: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """(..., V, 2) keypoints and (..., V) scores from joint names ``src`` to ``dst``.
-
-    A joint ``src`` lacks gets (0, 0) and score 0 (pyskl's "not found"), except a neck, which is
-    the shoulders' mid-point with the smaller shoulder score (as the ``keypoints`` backend)."""
-    index = {n: i for i, n in enumerate(src)}
-    out_kp = np.zeros((*kp.shape[:-2], len(dst), 2), np.float32)
-    out_score = np.zeros((*score.shape[:-1], len(dst)), np.float32)
-    for j, name in enumerate(dst):
-        if name in index:
-            out_kp[..., j, :] = kp[..., index[name], :]
-            out_score[..., j] = score[..., index[name]]
-    if "neck" in dst and "neck" not in index and {"left_shoulder", "right_shoulder"} <= index.keys():
-        ls, rs, neck = index["left_shoulder"], index["right_shoulder"], dst.index("neck")
-        out_kp[..., neck, :] = (kp[..., ls, :] + kp[..., rs, :]) / 2
-        out_score[..., neck] = np.minimum(score[..., ls], score[..., rs])
-    return out_kp, out_score
 
 
 def value_problem(kp: np.ndarray, score: np.ndarray) -> str | None:

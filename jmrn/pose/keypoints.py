@@ -33,6 +33,26 @@ LAYOUTS: dict[str, tuple[str, ...]] = {"coco17": COCO17, "openpose18": OPENPOSE1
                                        "jhmdb15": JHMDB15}
 
 
+def reorder(kp: np.ndarray, score: np.ndarray, src: tuple[str, ...],
+            dst: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(..., V, 2) keypoints and (..., V) scores from joint names ``src`` to ``dst`` (matched by name).
+
+    A joint ``src`` lacks gets (0, 0) and score 0 (pyskl's "not found"), except a neck, which is
+    the shoulders' mid-point with the smaller shoulder score (as the ``keypoints`` backend)."""
+    index = {n: i for i, n in enumerate(src)}
+    out_kp = np.zeros((*kp.shape[:-2], len(dst), 2), np.float32)
+    out_score = np.zeros((*score.shape[:-1], len(dst)), np.float32)
+    for j, name in enumerate(dst):
+        if name in index:
+            out_kp[..., j, :] = kp[..., index[name], :]
+            out_score[..., j] = score[..., index[name]]
+    if "neck" in dst and "neck" not in index and {"left_shoulder", "right_shoulder"} <= index.keys():
+        ls, rs, neck = index["left_shoulder"], index["right_shoulder"], dst.index("neck")
+        out_kp[..., neck, :] = (kp[..., ls, :] + kp[..., rs, :]) / 2
+        out_score[..., neck] = np.minimum(score[..., ls], score[..., rs])
+    return out_kp, out_score
+
+
 def convert_layout(kp: np.ndarray, score: np.ndarray, layout: str | tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Reorder (..., V, 2) keypoints and (..., V) scores into the 18-joint layout.
 
@@ -41,19 +61,7 @@ def convert_layout(kp: np.ndarray, score: np.ndarray, layout: str | tuple[str, .
     names = LAYOUTS[layout] if isinstance(layout, str) else tuple(layout)
     if kp.shape[-2] != len(names) or score.shape[-1] != len(names):
         raise ValueError(f"layout has {len(names)} joints but keypoints have {kp.shape[-2]}")
-    src = {n: i for i, n in enumerate(names)}
-    out_kp = np.zeros((*kp.shape[:-2], len(JOINTS), 2), np.float32)
-    out_score = np.zeros((*score.shape[:-1], len(JOINTS)), np.float32)
-    for j, name in enumerate(JOINTS):
-        if name in src:
-            out_kp[..., j, :] = kp[..., src[name], :]
-            out_score[..., j] = score[..., src[name]]
-    if "neck" not in src and {"left_shoulder", "right_shoulder"} <= src.keys():
-        ls, rs = src["left_shoulder"], src["right_shoulder"]
-        neck = JOINTS.index("neck")
-        out_kp[..., neck, :] = (kp[..., ls, :] + kp[..., rs, :]) / 2
-        out_score[..., neck] = np.minimum(score[..., ls], score[..., rs])
-    return out_kp, out_score
+    return reorder(kp, score, names, JOINTS)
 
 
 def fit_transform(src_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[float, float, float]:
