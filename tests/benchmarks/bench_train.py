@@ -10,7 +10,9 @@ max allocated on a GPU); speed-ups are against fp32 measured in the same run.
 ``--arrangements``: instead, JMRN's training step (forward, cross-entropy, backward, Adam) with
 the Siamese extractor's batch folded (N*J samples at once), in chunks of joints (what the model
 picks on this device) and joint by joint, in fp32 and bf16, at 32 x 43 and 64 x 86, one
-thread; interleaved rounds, medians, ratios against folded fp32:
+thread; interleaved rounds, medians, ratios against folded fp32. It also prints the ceiling on
+any fp32 arrangement: the step's arithmetic (torch's FLOP counter) at the fastest rate this core
+ran any of the extractor's convolutions alone, forward and backward:
 
     .venv/bin/python tests/benchmarks/bench_train.py --arrangements [--rounds 3] [--batch 16]
 """
@@ -60,6 +62,48 @@ def measure(arch: str, option: str, device: str, steps: int, batch: int, width: 
     return {"samples_per_s": steps * batch / elapsed, "peak_mib": peak, "warmup_s": warmup}
 
 
+def conv_peak_gflops(model, x, rounds: int) -> float:
+    """The fastest fp32 rate (GFLOP/s) of any of the Siamese extractor's convolutions run alone,
+    forward and backward, on a chunk of the model's own size in channels-last: what the whole
+    step could reach if every operation ran like its best convolution."""
+    import statistics
+    import time
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n, j, c, h, w = x.shape
+    k = model.extractor.chunk_joints(x)
+    a = torch.rand(n * k, c, h, w).contiguous(memory_format=torch.channels_last)
+    best = 0.0
+    for block in model.extractor.net:
+        conv = block[0]
+        inp = a.detach().requires_grad_(True)
+        counter = FlopCounterMode(display=False)
+        with counter:
+            conv(inp).sum().backward()
+        times = []
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            conv(inp).sum().backward()
+            times.append(time.perf_counter() - t0)
+        best = max(best, counter.get_total_flops() / statistics.median(times) / 1e9)
+        a = torch.relu(conv(a)).detach()
+    return best
+
+
+def step_gflop(model, x, y) -> float:
+    """Arithmetic of one fp32 training step (convolutions and matrix products), GFLOP."""
+    import torch.nn.functional as F
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        F.cross_entropy(model(x)["logits"], y).backward()
+    model.zero_grad()
+    return counter.get_total_flops() / 1e9
+
+
 def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, int]]) -> None:
     """Print samples/s of one JMRN training step per extractor arrangement and precision."""
     import statistics
@@ -105,6 +149,12 @@ def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, i
         for (name, bf16), v in speed.items():
             print(f"{h}x{w:<5}{name:<26}{'bf16' if bf16 else 'fp32':<11}{v:>10.2f}{v / base:>15.2f}x",
                   flush=True)
+        model.extractor.joints_per_chunk = None
+        gflop, peak = step_gflop(model, x, y), conv_peak_gflops(model, x, rounds)
+        floor = gflop / peak
+        print(f"{h}x{w:<5}ceiling for fp32: {gflop:.0f} GFLOP per step at {peak:.0f} GFLOP/s (the fastest "
+              f"of its convolutions alone) = {floor:.2f} s, {batch / floor:.2f} samples/s, "
+              f"{batch / floor / base:.2f}x folded fp32", flush=True)
 
 
 def main() -> None:
