@@ -28,7 +28,7 @@ class JointFeatureExtractor(nn.Module):
     activation about 200 MB (16 samples x 18 joints x 128 x 32 x 43 floats at 64 x 86), so
     every layer, forward and backward, streams through memory, while a chunk's activations stay
     in the caches. Each chunk is also laid out channels-last, so that oneDNN's convolutions run
-    on their native layout instead of reordering every input and gradient; together about 1.2x
+    on their native layout instead of reordering every input and gradient; together 1.15-1.22x
     faster per fp32 training step on a quiet machine, more under load (docs/benchmarks.md). On a
     GPU the folded batch stays: one large kernel per layer keeps the device busy, where chunks would
     launch J/k times as many smaller kernels (not measured; no GPU was available). The numbers

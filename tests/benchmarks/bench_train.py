@@ -11,8 +11,10 @@ max allocated on a GPU); speed-ups are against fp32 measured in the same run.
 the Siamese extractor's batch folded (N*J samples at once), in chunks of joints (what the model
 picks on this device) and joint by joint, in fp32 and bf16, at 32 x 43 and 64 x 86, one
 thread; interleaved rounds, medians, ratios against folded fp32. It also prints the ceiling on
-any fp32 arrangement: the step's arithmetic (torch's FLOP counter) at the fastest rate this core
-ran any of the extractor's convolutions alone, forward and backward:
+any fp32 arrangement: the step's arithmetic (torch's FLOP counter: convolutions and matrix
+products) at the fastest rate this core ran any of the extractor's convolutions alone, forward
+and backward; the time of elementwise work and Adam is left out, so the ceiling is optimistic.
+CPU only (``--device`` is not used here):
 
     .venv/bin/python tests/benchmarks/bench_train.py --arrangements [--rounds 3] [--batch 16]
 """
@@ -116,7 +118,7 @@ def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, i
 
     torch.set_num_threads(1)
     print(f"JMRN training step (forward, cross-entropy, backward, Adam), batch {batch}, width {width}, "
-          f"18 joints x 3 channels, 1 thread, CPU; median of {rounds} interleaved rounds")
+          f"18 joints x 3 channels, 1 thread, CPU; median of {rounds} interleaved round{'s' * (rounds > 1)}")
     print(f"{'input':<8}{'extractor batch':<26}{'precision':<11}{'samples/s':>10}{'vs folded fp32':>16}")
     for h, w in sizes:
         torch.manual_seed(0)
@@ -152,9 +154,11 @@ def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, i
         model.extractor.joints_per_chunk = None
         gflop, peak = step_gflop(model, x, y), conv_peak_gflops(model, x, rounds)
         floor = gflop / peak
+        chunked = speed[list(setups)[1], False]
         print(f"{h}x{w:<5}ceiling for fp32: {gflop:.0f} GFLOP per step at {peak:.0f} GFLOP/s (the fastest "
               f"of its convolutions alone) = {floor:.2f} s, {batch / floor:.2f} samples/s, "
-              f"{batch / floor / base:.2f}x folded fp32", flush=True)
+              f"{batch / floor / base:.2f}x folded fp32; chunked fp32 runs at "
+              f"{chunked * floor / batch:.0%} of it", flush=True)
 
 
 def main() -> None:
