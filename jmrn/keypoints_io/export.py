@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from jmrn.errors import UserError
-from jmrn.keypoints_io.pickle_io import Conversion, annotation, reorder
+from jmrn.keypoints_io.pickle_io import Conversion, annotation
 from jmrn.pose.base import letterbox_geometry
-from jmrn.pose.keypoints import fit_transform
+from jmrn.pose.keypoints import fit_transform, reorder
 from jmrn.pose.skeleton import JOINTS
 from jmrn.store import HeatmapShard, StoreError
 from jmrn.tables import class_names, is_multilabel, read_manifest

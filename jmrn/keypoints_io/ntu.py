@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from jmrn.errors import UserError
-from jmrn.keypoints_io.pickle_io import Conversion, annotation, reorder, value_problem
+from jmrn.keypoints_io.pickle_io import Conversion, annotation, value_problem
+from jmrn.pose.keypoints import reorder
 
 # Kinect v2's 25 joints in NTU's order, named as our layouts name joints.
 KINECT25: tuple[str, ...] = (

@@ -18,7 +18,6 @@ import numpy as np
 from jmrn.errors import UserError
 from jmrn.io import atomic_path
 from jmrn.pose.keypoints import LAYOUTS as RENDER_LAYOUTS
-from jmrn.pose.keypoints import reorder  # noqa: F401  (the converters take it from here)
 
 # Output layouts: what the ``keypoints`` backend reads (pose.options.keypoints.layout).
 OUT_LAYOUTS = ("coco17", "openpose18", "jmrn18")

@@ -26,7 +26,8 @@ import pandas as pd
 
 from jmrn.datasets.files import holdout_splits
 from jmrn.errors import UserError
-from jmrn.keypoints_io.pickle_io import Conversion, annotation, reorder, value_problem
+from jmrn.keypoints_io.pickle_io import Conversion, annotation, value_problem
+from jmrn.pose.keypoints import reorder
 
 SUFFIXES = (".npy", ".json", ".csv")
 MAX_VALUES = 2**26  # joints (persons x frames x layout) a CSV may describe

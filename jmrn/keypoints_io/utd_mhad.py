@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from jmrn.errors import UserError
-from jmrn.keypoints_io.pickle_io import Conversion, annotation, reorder, value_problem
+from jmrn.keypoints_io.pickle_io import Conversion, annotation, value_problem
+from jmrn.pose.keypoints import reorder
 
 ACTIONS: tuple[str, ...] = (
     "swipe_left", "swipe_right", "wave", "clap", "throw", "arm_cross", "basketball_shoot",
