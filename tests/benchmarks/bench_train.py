@@ -126,8 +126,8 @@ def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, i
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)
         x, y = torch.rand(batch, 18, 3, h, w), torch.randint(0, 51, (batch,))
         chunk = model.extractor.chunk_joints(x)
-        setups = {f"folded ({batch}x18)": 18, f"chunked ({chunk} joint{'s' * (chunk > 1)}/chunk)": chunk,
-                  "joint by joint (1)": 1}
+        chunked = f"chunked ({chunk} joint{'s' * (chunk > 1)}/chunk)"
+        setups = {f"folded ({batch}x18)": 18, chunked: chunk, "joint by joint (1)": 1}
 
         def step(joints: int, bf16: bool) -> float:
             model.extractor.joints_per_chunk = joints
@@ -154,11 +154,10 @@ def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, i
         model.extractor.joints_per_chunk = None
         gflop, peak = step_gflop(model, x, y), conv_peak_gflops(model, x, rounds)
         floor = gflop / peak
-        chunked = speed[list(setups)[1], False]
         print(f"{h}x{w:<5}ceiling for fp32: {gflop:.0f} GFLOP per step at {peak:.0f} GFLOP/s (the fastest "
               f"of its convolutions alone) = {floor:.2f} s, {batch / floor:.2f} samples/s, "
               f"{batch / floor / base:.2f}x folded fp32; chunked fp32 runs at "
-              f"{chunked * floor / batch:.0%} of it", flush=True)
+              f"{speed[chunked, False] * floor / batch:.0%} of it", flush=True)
 
 
 def main() -> None:
