@@ -1,9 +1,19 @@
-"""Where tensors run: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against the machine."""
+"""Where tensors run: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against the machine;
+and how a training or export process sets up its host: threads and memory reuse."""
 from __future__ import annotations
+
+import ctypes
+import logging
 
 import torch
 
 from jmrn.errors import UserError
+
+log = logging.getLogger(__name__)
+
+# glibc's mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
+KEEP_BELOW_BYTES = 2**30  # blocks up to this size come from (and go back to) the reused heap
 
 
 def resolve_device(name: str) -> torch.device:
@@ -19,3 +29,29 @@ def resolve_device(name: str) -> torch.device:
                             f"machine has {available} usable CUDA GPUs; use 'auto' or 'cpu', or "
                             "ask the scheduler for a GPU (train.gpus)")
     return device
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory for reuse rather than hand it back to the kernel.
+
+    By default a block above malloc's mmap threshold (at most 32 MiB) gets fresh pages that
+    fault in, zeroed, on first touch and are unmapped when freed, and the heap's free top is
+    trimmed. A training step allocates and frees its activations every step (up to about
+    200 MB each at 64 x 86 for JMRN's extractor), so it paid those page faults every step:
+    the fp32 step took 1.2-1.4x as long (docs/benchmarks.md). The price: the process keeps its
+    peak memory until it exits. Returns False, changing nothing, without glibc's mallopt."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    if not mallopt(M_MMAP_THRESHOLD, KEEP_BELOW_BYTES) and not mallopt(M_MMAP_MAX, 0):
+        return False
+    return bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
+def configure_host(threads: int) -> None:
+    """A training or export process: ``threads`` CPU threads for torch, freed memory kept."""
+    torch.set_num_threads(max(1, threads))
+    if not keep_freed_memory():
+        log.debug("this C library has no glibc mallopt: freed memory goes back to the system")

@@ -18,7 +18,8 @@ from jmrn.models import count_parameters
 from jmrn.pose.skeleton import JOINTS
 from jmrn.store import PotionStore
 from jmrn.tables import label_table, read_split_json, write_csv
-from jmrn.train import build_variant_model, load_split, predict, resolve_device
+from jmrn.device import configure_host, resolve_device
+from jmrn.train import build_variant_model, load_split, predict
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     dataset, pose and training settings). ``model_classes``: the classes the model was trained
     on, when they are not this data's (a bundle scored on another dataset): its logits are
     taken for this data's classes, by name."""
-    torch.set_num_threads(max(1, threads))
+    configure_host(threads)
     dev = resolve_device(device)
     table = read_split_json(videos)  # read once: for the rows and for AVA's keyframes
     data = load_split(potion_path, videos if table is None else table, split,

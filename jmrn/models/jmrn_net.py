@@ -25,12 +25,13 @@ class JointFeatureExtractor(nn.Module):
     How the Siamese extractor's batch is arranged depends on the device (``joints_per_chunk``,
     None = automatic). On a CPU it runs on chunks of a few joints at a time (N*k samples, k
     chosen so the first activation is at most ``CHUNK_BYTES``): the folded N*J batch makes each
-    activation about 200 MB (16 samples x 18 joints x 128 x 32 x 43 floats at 64 x 86), so
-    every layer, forward and backward, streams through memory, while a chunk's activations stay
-    in the caches. Each chunk is also laid out channels-last, so that oneDNN's convolutions run
-    on their native layout instead of reordering every input and gradient; together 1.15-1.22x
-    faster per fp32 training step on a quiet machine, more under load (docs/benchmarks.md). On a
-    GPU the folded batch stays: one large kernel per layer keeps the device busy, where chunks would
+    activation about 200 MB (16 samples x 18 joints x 128 x 32 x 43 floats at 64 x 86). Blocks
+    that large come as fresh pages from the kernel on every step under glibc's default malloc,
+    which training processes avoid by keeping freed memory (jmrn.device.keep_freed_memory);
+    a chunk's activations also stay in the caches. Each chunk is laid out channels-last, so
+    that oneDNN's convolutions run on their native layout instead of reordering every input and
+    gradient. With memory kept, chunks are 1.04-1.09x faster per fp32 training step than the
+    folded batch (docs/benchmarks.md). On a GPU the folded batch stays: one large kernel per layer keeps the device busy, where chunks would
     launch J/k times as many smaller kernels (not measured; no GPU was available). The numbers
     are the same either way: the extractor has no batch statistics (convolution + ReLU; the
     input BatchNorm runs on the whole batch before it), each sample-joint is computed alone,

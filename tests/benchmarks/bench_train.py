@@ -10,11 +10,14 @@ max allocated on a GPU); speed-ups are against fp32 measured in the same run.
 ``--arrangements``: instead, JMRN's training step (forward, cross-entropy, backward, Adam) with
 the Siamese extractor's batch folded (N*J samples at once), in chunks of joints (what the model
 picks on this device) and joint by joint, in fp32 and bf16, at 32 x 43 and 64 x 86, one
-thread; interleaved rounds, medians, ratios against folded fp32. It also prints the ceiling on
-any fp32 arrangement: the step's arithmetic (torch's FLOP counter: convolutions and matrix
-products) at the fastest rate this core ran any of the extractor's convolutions alone, forward
-and backward; the time of elementwise work and Adam is left out, so the ceiling is optimistic.
-CPU only (``--device`` is not used here):
+thread; interleaved rounds, medians, ratios against folded fp32. It runs twice, each in its own
+process: with glibc's malloc as it comes, and keeping freed memory for reuse as training
+processes do (jmrn.device.keep_freed_memory); then it prints the step as training runs it now
+(chunked, memory kept) against how it ran before (folded, default malloc). With memory kept
+it also prints the ceiling on any fp32 arrangement: the step's arithmetic (torch's FLOP
+counter: convolutions and matrix products) at the fastest rate this core ran any of the
+extractor's convolutions alone, forward and backward; the time of elementwise work and Adam
+is left out, so the ceiling is optimistic. CPU only (``--device`` is not used here):
 
     .venv/bin/python tests/benchmarks/bench_train.py --arrangements [--rounds 3] [--batch 16]
 """
@@ -34,10 +37,12 @@ def measure(arch: str, option: str, device: str, steps: int, batch: int, width: 
     import torch
 
     from jmrn.augment import AugmentConfig
+    from jmrn.device import keep_freed_memory
     from jmrn.models import build_model
     from jmrn.resources import resident_mib
     from jmrn.train import TrainConfig, prepare_model, train_epoch
 
+    keep_freed_memory()  # as a training process does
     torch.manual_seed(0)
     dev = torch.device(device)
     cfg = TrainConfig(batch_size=batch, seed=0, augment=AugmentConfig(), contrastive=arch == "jmrn",
@@ -106,20 +111,27 @@ def step_gflop(model, x, y) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, int]]) -> None:
-    """Print samples/s of one JMRN training step per extractor arrangement and precision."""
+def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, int]],
+                 allocator: str) -> dict[str, float]:
+    """Print samples/s of one JMRN training step per extractor arrangement and precision, with
+    glibc's malloc as it comes (``default``) or keeping freed memory as training does (``kept``);
+    return the samples/s by row."""
     import statistics
     import time
 
     import torch
     import torch.nn.functional as F
 
+    from jmrn.device import keep_freed_memory
     from jmrn.models import build_model
 
     torch.set_num_threads(1)
-    print(f"JMRN training step (forward, cross-entropy, backward, Adam), batch {batch}, width {width}, "
-          f"18 joints x 3 channels, 1 thread, CPU; median of {rounds} interleaved round{'s' * (rounds > 1)}")
+    if allocator == "kept" and not keep_freed_memory():
+        raise SystemExit("this C library has no glibc mallopt")
+    print(f"\nmalloc: {allocator}" + (" (freed memory kept for reuse, as training runs)"
+                                      if allocator == "kept" else " (glibc as it comes)"))
     print(f"{'input':<8}{'extractor batch':<26}{'precision':<11}{'samples/s':>10}{'vs folded fp32':>16}")
+    rows = {}
     for h, w in sizes:
         torch.manual_seed(0)
         model = build_model("jmrn", 18, 3, 51, width=width).train()
@@ -149,15 +161,43 @@ def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, i
         speed = {key: batch / statistics.median(t) for key, t in times.items()}
         base = speed[next(iter(setups)), False]
         for (name, bf16), v in speed.items():
-            print(f"{h}x{w:<5}{name:<26}{'bf16' if bf16 else 'fp32':<11}{v:>10.2f}{v / base:>15.2f}x",
-                  flush=True)
-        model.extractor.joints_per_chunk = None
-        gflop, peak = step_gflop(model, x, y), conv_peak_gflops(model, x, rounds)
-        floor = gflop / peak
-        print(f"{h}x{w:<5}ceiling for fp32: {gflop:.0f} GFLOP per step at {peak:.0f} GFLOP/s (the fastest "
-              f"of its convolutions alone) = {floor:.2f} s, {batch / floor:.2f} samples/s, "
-              f"{batch / floor / base:.2f}x folded fp32; chunked fp32 runs at "
-              f"{speed[chunked, False] * floor / batch:.0%} of it", flush=True)
+            precision = "bf16" if bf16 else "fp32"
+            rows[f"{h}x{w}|{name.split(' (')[0]}|{precision}"] = v
+            print(f"{h}x{w:<5}{name:<26}{precision:<11}{v:>10.2f}{v / base:>15.2f}x", flush=True)
+        if allocator == "kept":
+            model.extractor.joints_per_chunk = None
+            gflop, peak = step_gflop(model, x, y), conv_peak_gflops(model, x, rounds)
+            floor = gflop / peak
+            print(f"{h}x{w:<5}ceiling for fp32: {gflop:.0f} GFLOP per step at {peak:.0f} GFLOP/s (the "
+                  f"fastest of its convolutions alone) = {floor:.2f} s, {batch / floor:.2f} samples/s, "
+                  f"{batch / floor / base:.2f}x folded fp32; chunked fp32 runs at "
+                  f"{speed[chunked, False] * floor / batch:.0%} of it", flush=True)
+    return rows
+
+
+def compare_allocators(args: argparse.Namespace) -> None:
+    """The arrangements under glibc's default malloc and with freed memory kept, each in its own
+    process (malloc's settings are per process), then the training step as it runs now (chunked,
+    memory kept) against how it ran before (folded, default malloc)."""
+    print(f"JMRN training step (forward, cross-entropy, backward, Adam), batch {args.batch}, width "
+          f"{args.width}, 18 joints x 3 channels, 1 thread, CPU; median of {args.rounds} interleaved "
+          f"round{'s' * (args.rounds > 1)}")
+    rows = {}
+    for allocator in ("default", "kept"):
+        cmd = [sys.executable, __file__, "--arrangements", "--allocator", allocator, "--rounds",
+               str(args.rounds), "--batch", str(args.batch), "--width", str(args.width),
+               "--sizes", args.sizes]
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
+        *table, last = proc.stdout.strip().splitlines()
+        print("\n".join(table), flush=True)
+        rows[allocator] = json.loads(last)
+    print("\nnow (chunked, memory kept) against before (folded, default malloc), fp32 and bf16; "
+          "across the two processes above:")
+    for key, before in rows["default"].items():
+        size, arrangement, precision = key.split("|")
+        if arrangement == "folded" and precision == "fp32":
+            for p in ("fp32", "bf16"):
+                print(f"{size:<8}{p:<6}{rows['kept'][f'{size}|chunked|{p}'] / before:.2f}x")
 
 
 def main() -> None:
@@ -173,10 +213,15 @@ def main() -> None:
                         help="compare the Siamese extractor's batch arrangements instead")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sizes", default="32x43,64x86")
+    parser.add_argument("--allocator", choices=("default", "kept"),
+                        help="--arrangements in this process with this malloc setting only")
     args = parser.parse_args()
-    if args.arrangements:
+    if args.arrangements and args.allocator:
         sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes.split(",")]
-        arrangements(args.batch, args.rounds, args.width, sizes)
+        print(json.dumps(arrangements(args.batch, args.rounds, args.width, sizes, args.allocator)))
+        return
+    if args.arrangements:
+        compare_allocators(args)
         return
     if args.child:
         arch, option = args.child.split(":")
