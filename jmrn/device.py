@@ -37,9 +37,10 @@ def keep_freed_memory() -> bool:
     By default a block above malloc's mmap threshold (at most 32 MiB) gets fresh pages that
     fault in, zeroed, on first touch and are unmapped when freed, and the heap's free top is
     trimmed. A training step allocates and frees its activations every step (up to about
-    200 MB each at 64 x 86 for JMRN's extractor), so it paid those page faults every step:
-    the fp32 step took 1.2-1.4x as long (docs/benchmarks.md). The price: the process keeps its
-    peak memory until it exits. Returns False, changing nothing, without glibc's mallopt."""
+    200 MB each at 64 x 86 for JMRN's folded extractor batch), so it paid those page faults
+    every step: JMRN's fp32 step took 1.15-1.25x as long (docs/benchmarks.md). The price: the
+    process keeps its peak memory until it exits, and that peak is 10-16 % higher. Returns
+    False, changing nothing, without glibc's mallopt."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
