@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from jmrn.device import configure_host, resolve_device
 from jmrn.errors import UserError
 from jmrn.frame_map import OFFICIAL_MAX_PER_KEYFRAME, KeyframeEvaluator
 from jmrn.io import atomic_path, write_json
@@ -18,7 +19,6 @@ from jmrn.models import count_parameters
 from jmrn.pose.skeleton import JOINTS
 from jmrn.store import PotionStore
 from jmrn.tables import label_table, read_split_json, write_csv
-from jmrn.device import configure_host, resolve_device
 from jmrn.train import build_variant_model, load_split, predict
 
 log = logging.getLogger(__name__)

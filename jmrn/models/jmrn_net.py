@@ -30,9 +30,10 @@ class JointFeatureExtractor(nn.Module):
     which training processes avoid by keeping freed memory (jmrn.device.keep_freed_memory);
     a chunk's activations also stay in the caches. Each chunk is laid out channels-last, so
     that oneDNN's convolutions run on their native layout instead of reordering every input and
-    gradient. With memory kept, chunks are 1.04-1.09x faster per fp32 training step than the
-    folded batch (docs/benchmarks.md). On a GPU the folded batch stays: one large kernel per layer keeps the device busy, where chunks would
-    launch J/k times as many smaller kernels (not measured; no GPU was available). The numbers
+    gradient. With memory kept, a chunked fp32 training step is 0.98-1.09x the folded one's
+    speed and holds far less memory (docs/benchmarks.md). On a GPU the folded batch stays: one
+    large kernel per layer keeps the device busy, where chunks would launch J/k times as many
+    smaller kernels (not measured; no GPU was available). The numbers
     are the same either way: the extractor has no batch statistics (convolution + ReLU; the
     input BatchNorm runs on the whole batch before it), each sample-joint is computed alone,
     and Dropout2d's masks are drawn for the whole fold in the folded order before chunking.
