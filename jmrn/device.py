@@ -1,5 +1,5 @@
 """Where tensors run: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``, checked against the machine;
-and how a training or export process sets up its host: threads and memory reuse."""
+and how a training or export job's process reuses host memory."""
 from __future__ import annotations
 
 import ctypes
@@ -32,27 +32,27 @@ def resolve_device(name: str) -> torch.device:
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep freed memory for reuse rather than hand it back to the kernel.
+    """Make glibc's malloc keep freed memory for reuse rather than hand it back to the kernel,
+    for the rest of this process: called by the training and export jobs' processes.
 
     By default a block above malloc's mmap threshold (at most 32 MiB) gets fresh pages that
     fault in, zeroed, on first touch and are unmapped when freed, and the heap's free top is
     trimmed. A training step allocates and frees its activations every step (up to about
     200 MB each at 64 x 86 for JMRN's folded extractor batch), so it paid those page faults
-    every step: JMRN's fp32 step took 1.15-1.25x as long (docs/benchmarks.md). The price: the
-    process keeps its peak memory until it exits, and that peak is 10-16 % higher. Returns
-    False, changing nothing, without glibc's mallopt."""
+    every step: JMRN's fp32 step took 1.14-1.25x as long on one thread (docs/benchmarks.md).
+    The price: the process keeps its peak memory until it exits, and that peak is higher
+    (8-16 % for the training loop and the chunked step). Returns False where the C library
+    has no glibc mallopt (macOS, musl, Windows) or refuses the settings."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):
+        log.debug("this C library has no glibc mallopt: freed memory goes back to the system")
         return False
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    if not mallopt(M_MMAP_THRESHOLD, KEEP_BELOW_BYTES) and not mallopt(M_MMAP_MAX, 0):
-        return False
-    return bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
-
-
-def configure_host(threads: int) -> None:
-    """A training or export process: ``threads`` CPU threads for torch, freed memory kept."""
-    torch.set_num_threads(max(1, threads))
-    if not keep_freed_memory():
-        log.debug("this C library has no glibc mallopt: freed memory goes back to the system")
+    # glibc versions that cap the mmap threshold (at 32 MiB) refuse 1 GiB: there, no block is
+    # mmapped at all, so large ones come from the heap as well
+    kept = mallopt(M_MMAP_THRESHOLD, KEEP_BELOW_BYTES) or mallopt(M_MMAP_MAX, 0)
+    untrimmed = mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
+    if not (kept and untrimmed):
+        log.debug("mallopt refused to keep freed memory: it goes back to the system")
+    return bool(kept and untrimmed)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from jmrn.device import configure_host, resolve_device
+from jmrn.device import resolve_device
 from jmrn.errors import UserError
 from jmrn.frame_map import OFFICIAL_MAX_PER_KEYFRAME, KeyframeEvaluator
 from jmrn.io import atomic_path, write_json
@@ -67,7 +67,7 @@ def export_variant(potion_path: str, videos: str, split: int, variant: dict[str,
     dataset, pose and training settings). ``model_classes``: the classes the model was trained
     on, when they are not this data's (a bundle scored on another dataset): its logits are
     taken for this data's classes, by name."""
-    configure_host(threads)
+    torch.set_num_threads(max(1, threads))
     dev = resolve_device(device)
     table = read_split_json(videos)  # read once: for the rows and for AVA's keyframes
     data = load_split(potion_path, videos if table is None else table, split,

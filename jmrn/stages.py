@@ -76,9 +76,11 @@ def reading(smk: Any) -> dict[str, Any]:
 
 
 def train(smk: Any) -> None:
+    from jmrn.device import keep_freed_memory
     from jmrn.io import run_folder_lock
     from jmrn.train import train_variant
 
+    keep_freed_memory()  # this job's process reuses its freed activations (jmrn.device)
     with run_folder_lock(Path(smk.output.model).parent, "train"):  # one writer of the checkpoint
         train_variant(smk.input.potion, smk.input.videos, int(smk.wildcards.split),
                       dict(smk.params.variant), dict(smk.params.train), int(smk.wildcards.seed),
@@ -87,9 +89,11 @@ def train(smk: Any) -> None:
 
 
 def export(smk: Any) -> None:
+    from jmrn.device import keep_freed_memory
     from jmrn.export import export_variant
     from jmrn.io import run_folder_lock
 
+    keep_freed_memory()
     with run_folder_lock(Path(smk.output.metrics).parent, "export"):
         _export(smk, export_variant)
 

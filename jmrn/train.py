@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from jmrn.augment import AugmentConfig, augment, center_crop, check_crop, random_crop
 from jmrn.config import fingerprint
-from jmrn.device import configure_host, resolve_device
+from jmrn.device import resolve_device
 from jmrn.io import LogWriter, atomic_path, save_torch
 from jmrn.losses import classification_loss, joint_contrastive_loss
 from jmrn.maps import Maps, iterate_batches, open_maps, sequential_batches, to_device
@@ -376,7 +376,7 @@ def train_variant(potion_path: str, videos: str, split: int, variant: dict[str, 
                   loader_workers: int = 0) -> None:
     """Snakemake entry: train one resolved variant on one split with one seed; write model.pt
     (state_dict) and history.csv (per epoch: losses, lambda, accuracies, lr, kept epoch)."""
-    configure_host(threads)
+    torch.set_num_threads(max(1, threads))
     torch.use_deterministic_algorithms(True, warn_only=True)
     data = load_split(potion_path, videos, split, ("train", "val"), float(train["val_fraction"]),
                       max_memory_gb)

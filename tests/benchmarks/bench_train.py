@@ -188,16 +188,17 @@ def compare_allocators(args: argparse.Namespace) -> None:
                str(args.rounds), "--batch", str(args.batch), "--width", str(args.width),
                "--sizes", args.sizes]
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True)
-        *table, last = proc.stdout.strip().splitlines()
+        *table, last = proc.stdout.rstrip().splitlines()
         print("\n".join(table), flush=True)
         rows[allocator] = json.loads(last)
-    print("\nnow (chunked, memory kept) against before (folded, default malloc), fp32 and bf16; "
-          "across the two processes above:")
+    print("\nnow (chunked, memory kept, in fp32 and in bf16) against before (folded, default "
+          "malloc, fp32), across the two processes above:")
     for key, before in rows["default"].items():
         size, arrangement, precision = key.split("|")
         if arrangement == "folded" and precision == "fp32":
             for p in ("fp32", "bf16"):
-                print(f"{size:<8}{p:<6}{rows['kept'][f'{size}|chunked|{p}'] / before:.2f}x")
+                now = rows["kept"][f"{size}|chunked|{p}"]
+                print(f"{size:<8}{p} now vs fp32 before{now / before:>8.2f}x")
 
 
 def main() -> None:
