@@ -33,10 +33,10 @@ class JointFeatureExtractor(nn.Module):
     gradient. With memory kept, a chunked fp32 training step is 0.98-1.09x the folded one's
     speed and holds far less memory (docs/benchmarks.md). On a GPU the folded batch stays: one
     large kernel per layer keeps the device busy, where chunks would launch J/k times as many
-    smaller kernels (not measured; no GPU was available). The numbers
-    are the same either way: the extractor has no batch statistics (convolution + ReLU; the
-    input BatchNorm runs on the whole batch before it), each sample-joint is computed alone,
-    and Dropout2d's masks are drawn for the whole fold in the folded order before chunking.
+    smaller kernels (not measured; no GPU was available). The numbers are the same either way:
+    the extractor has no batch statistics (convolution + ReLU; the input BatchNorm runs on the
+    whole batch before it), each sample-joint is computed alone, and Dropout2d's masks are
+    drawn for the whole fold in the folded order before chunking.
     """
 
     def __init__(self, joints: int, channels: int, width: float, siamese: bool = True,

@@ -193,12 +193,11 @@ def compare_allocators(args: argparse.Namespace) -> None:
         rows[allocator] = json.loads(last)
     print("\nnow (chunked, memory kept, in fp32 and in bf16) against before (folded, default "
           "malloc, fp32), across the two processes above:")
-    for key, before in rows["default"].items():
-        size, arrangement, precision = key.split("|")
-        if arrangement == "folded" and precision == "fp32":
-            for p in ("fp32", "bf16"):
-                now = rows["kept"][f"{size}|chunked|{p}"]
-                print(f"{size:<8}{p} now vs fp32 before{now / before:>8.2f}x")
+    for size in args.sizes.split(","):
+        before = rows["default"][f"{size}|folded|fp32"]
+        for p in ("fp32", "bf16"):
+            now = rows["kept"][f"{size}|chunked|{p}"]
+            print(f"{size:<8}{p} now vs fp32 before{now / before:>8.2f}x")
 
 
 def main() -> None:
