@@ -24,19 +24,20 @@ class JointFeatureExtractor(nn.Module):
 
     How the Siamese extractor's batch is arranged depends on the device (``joints_per_chunk``,
     None = automatic). On a CPU it runs on chunks of a few joints at a time (N*k samples, k
-    chosen so the first activation is at most ``CHUNK_BYTES``): the folded N*J batch makes each
-    activation about 200 MB (16 samples x 18 joints x 128 x 32 x 43 floats at 64 x 86). Blocks
-    that large come as fresh pages from the kernel on every step under glibc's default malloc,
-    which training processes avoid by keeping freed memory (jmrn.device.keep_freed_memory);
-    a chunk's activations also stay in the caches. Each chunk is laid out channels-last, so
-    that oneDNN's convolutions run on their native layout instead of reordering every input and
-    gradient. With memory kept, a chunked fp32 training step is 0.98-1.09x the folded one's
-    speed and holds far less memory (docs/benchmarks.md). On a GPU the folded batch stays: one
-    large kernel per layer keeps the device busy, where chunks would launch J/k times as many
-    smaller kernels (not measured; no GPU was available). The numbers are the same either way:
-    the extractor has no batch statistics (convolution + ReLU; the input BatchNorm runs on the
-    whole batch before it), each sample-joint is computed alone, and Dropout2d's masks are
-    drawn for the whole fold in the folded order before chunking.
+    chosen so the first activation is at most ``CHUNK_BYTES``), each laid out channels-last,
+    oneDNN's native layout, with its weights converted once per pass; the chunks' outputs are
+    gathered pixels-last (N x h' x w' x J x D), which the compression, selector and head read
+    without copies. The folded N*J batch instead makes each activation about 200 MB (16 samples
+    x 18 joints x 128 x 32 x 43 floats at 64 x 86). Blocks that large come as fresh pages from
+    the kernel on every step under glibc's default malloc, which training processes avoid by
+    keeping freed memory (jmrn.device.keep_freed_memory); chunks still save the copies, layout
+    reorders and caches' misses around the convolutions, and hold far less memory
+    (docs/benchmarks.md). On a GPU the folded batch stays: one large kernel per layer keeps the
+    device busy, where chunks would launch J/k times as many smaller kernels (not measured; no
+    GPU was available). The numbers are the same either way: the extractor has no batch
+    statistics (convolution + ReLU; the input BatchNorm runs on the whole batch before it),
+    each sample-joint is computed alone, and Dropout2d's masks are drawn for the whole fold in
+    the folded order before chunking.
     """
 
     def __init__(self, joints: int, channels: int, width: float, siamese: bool = True,
@@ -77,13 +78,13 @@ class JointFeatureExtractor(nn.Module):
             r = self.net(x.reshape(n * j, c, h, w))  # (N*J) x D x h' x w'
             return r.reshape(n, j, self.out_channels, *r.shape[-2:])  # N x J x D x h' x w'
         masks = self._dropout_masks(n * j, x)  # each (N*J) x D_l x 1 x 1, in the fold's order
-        parts = []
-        for a in range(0, j, k):
+        weights, parts = self._channels_last_weights(x), []
+        for a, chunk in zip(range(0, j, k), x.permute(0, 1, 3, 4, 2).split(k, dim=1)):
             rows = [m.reshape(n, j, *m.shape[1:])[:, a:a + k].flatten(0, 1) for m in masks]
-            part = x[:, a:a + k].reshape(-1, c, h, w).contiguous(memory_format=torch.channels_last)
-            r = self._run(part, rows)  # (N*k) x D x h' x w', stored channels-last
-            parts.append(r.reshape(n, -1, *r.shape[1:]))  # N x k x D x h' x w'
-        return torch.cat(parts, dim=1)  # N x J x D x h' x w'
+            part = chunk.reshape(-1, h, w, c).permute(0, 3, 1, 2)  # (N*k) x C x H x W
+            part = part.contiguous(memory_format=torch.channels_last)  # one copy at most
+            parts.append(self._run(part, rows, weights))  # (N*k) x D x h' x w', channels-last
+        return _JointsPixelsLast.apply(n, *parts)  # N x J x D x h' x w', stored N x h' x w' x J x D
 
     def _dropout_masks(self, rows: int, x: torch.Tensor) -> list[torch.Tensor]:
         """Dropout2d's scaled masks for a batch of ``rows``, drawn as the folded forward draws them."""
@@ -101,16 +102,60 @@ class JointFeatureExtractor(nn.Module):
                     masks.append(noise.bernoulli_(keep).div_(keep) if keep > 0 else noise)
         return masks
 
-    def _run(self, x: torch.Tensor, masks: list[torch.Tensor]) -> torch.Tensor:
-        """The layers on one chunk, with Dropout2d applied from the pre-drawn ``masks``."""
+    def _channels_last_weights(self, x: torch.Tensor) -> dict[nn.Conv2d, torch.Tensor]:
+        """Each convolution's weight, channels-last and in autocast's dtype if on: converted once
+        per forward pass (and its gradient once per backward pass) rather than by every chunk's
+        convolution."""
+        dev = x.device.type
+        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        return {block[0]: block[0].weight.to(dtype=dtype, memory_format=torch.channels_last)
+                for block in self.net}
+
+    def _run(self, x: torch.Tensor, masks: list[torch.Tensor],
+             weights: dict[nn.Conv2d, torch.Tensor]) -> torch.Tensor:
+        """The layers on one chunk, with Dropout2d applied from the pre-drawn ``masks`` and each
+        convolution run with its weight from ``weights``."""
         drawn = iter(masks)
         for block in self.net:
             for layer in block:
                 if isinstance(layer, nn.Dropout2d):
                     x = x * next(drawn) if self.training and layer.p > 0 else x
+                elif isinstance(layer, nn.Conv2d):
+                    x = F.conv2d(x, weights[layer], layer.bias, layer.stride, layer.padding,
+                                 layer.dilation, layer.groups)
                 else:
                     x = layer(x)
         return x
+
+
+class _JointsPixelsLast(torch.autograd.Function):
+    """Gathers the chunks' channels-last outputs into one N x h' x w' x J x D tensor, returned as
+    its N x J x D x h' x w' view. That layout is what the compression (a Linear over D) and the
+    selector's and head's 1x1 convolutions (channels-last over J*D) read without a copy; the
+    gradient goes back to each chunk channels-last, the layout its convolutions run in."""
+
+    @staticmethod
+    def forward(ctx, n: int, *parts: torch.Tensor) -> torch.Tensor:
+        d, h, w = parts[0].shape[1:]
+        ctx.joints = [p.shape[0] // n for p in parts]
+        out = parts[0].new_empty(n, h, w, sum(ctx.joints), d)
+        a = 0
+        for part, k in zip(parts, ctx.joints):  # part: (N*k) x D x h' x w'
+            out[:, :, :, a:a + k].copy_(part.view(n, k, d, h, w).permute(0, 3, 4, 1, 2))
+            a += k
+        return out.permute(0, 3, 4, 1, 2)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        n, _, d, h, w = grad.shape  # N x J x D x h' x w'
+        grads, a = [], 0
+        for k in ctx.joints:
+            g = torch.empty(n * k, d, h, w, dtype=grad.dtype, device=grad.device,
+                            memory_format=torch.channels_last)
+            g.view(n, k, d, h, w).copy_(grad[:, a:a + k])
+            grads.append(g)
+            a += k
+        return (None, *grads)
 
 
 class JointSelector(nn.Module):
@@ -181,7 +226,9 @@ class JMRN(nn.Module):
                                                extractor_layers, dropout)
         feat = self.extractor.out_channels
         c_dim = scaled(c_dim, width)
-        self.compress = nn.Sequential(nn.Linear(feat, c_dim), nn.ReLU(inplace=True))  # 1x1 conv
+        # 1x1 convolution; its ReLU is not in place, since in place on the Linear's output (a view
+        # when the input has more than two dimensions) costs three copies in the backward pass
+        self.compress = nn.Sequential(nn.Linear(feat, c_dim), nn.ReLU())
         self.selector = JointSelector(joints, feat, scaled(256, width), hard=hard_selector)
         self.head = ReasoningHead(joints, c_dim, width, num_classes, dropout)
         self.projection = ProjectionHead(feat, scaled(proj_dim, width))
@@ -190,7 +237,8 @@ class JMRN(nn.Module):
         n, j, c, h, w = x.shape  # N x J x C x H x W
         x = self.input_norm(x.reshape(n, j * c, h, w)).reshape(n, j, c, h, w)
         r = self.extractor(x)  # N x J x D x h' x w'
-        comp = self.compress(r.movedim(2, -1)).movedim(-1, 2)  # N x J x c_dim x h' x w'
+        pixels = r.permute(0, 3, 4, 1, 2)  # N x h' x w' x J x D, contiguous from CPU chunks
+        comp = self.compress(pixels).permute(0, 3, 4, 1, 2)  # N x J x c_dim x h' x w'
         if self.reweight:
             weights = self.selector(r)  # N x J
         else:
