@@ -26,7 +26,7 @@ class JointFeatureExtractor(nn.Module):
     None = automatic). On a CPU it runs on chunks of a few joints at a time (N*k samples, k
     chosen so the first activation is at most ``CHUNK_BYTES``), each laid out channels-last,
     oneDNN's native layout, with its weights converted once per pass; the chunks' outputs are
-    gathered pixels-last (N x h' x w' x J x D), which the compression, selector and head read
+    gathered pixels-last (N x h' x w' x J x D), which the compression and the selector read
     without copies. The folded N*J batch instead makes each activation about 200 MB (16 samples
     x 18 joints x 128 x 32 x 43 floats at 64 x 86). Blocks that large come as fresh pages from
     the kernel on every step under glibc's default malloc, which training processes avoid by
@@ -34,10 +34,11 @@ class JointFeatureExtractor(nn.Module):
     reorders and caches' misses around the convolutions, and hold far less memory
     (docs/benchmarks.md). On a GPU the folded batch stays: one large kernel per layer keeps the
     device busy, where chunks would launch J/k times as many smaller kernels (not measured; no
-    GPU was available). The numbers are the same either way: the extractor has no batch
-    statistics (convolution + ReLU; the input BatchNorm runs on the whole batch before it),
-    each sample-joint is computed alone, and Dropout2d's masks are drawn for the whole fold in
-    the folded order before chunking.
+    GPU was available). The extractor's numbers are the same either way, up to float summation
+    order: it has no batch statistics (convolution + ReLU; the input BatchNorm runs on the whole
+    batch before it), each sample-joint is computed alone, and Dropout2d's masks are drawn for
+    the whole fold in the folded order before chunking. (Under bf16 autocast the layers after it
+    see another memory layout, so the whole model's bf16 rounding differs between the two.)
     """
 
     def __init__(self, joints: int, channels: int, width: float, siamese: bool = True,
@@ -103,13 +104,17 @@ class JointFeatureExtractor(nn.Module):
         return masks
 
     def _channels_last_weights(self, x: torch.Tensor) -> dict[nn.Conv2d, torch.Tensor]:
-        """Each convolution's weight, channels-last and in autocast's dtype if on: converted once
-        per forward pass (and its gradient once per backward pass) rather than by every chunk's
-        convolution."""
+        """Each convolution's weight, channels-last and, if float32 under autocast, in autocast's
+        dtype (as autocast would cast it): converted once per forward pass (and its gradient once
+        per backward pass) rather than by every chunk's convolution."""
         dev = x.device.type
-        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
-        return {block[0]: block[0].weight.to(dtype=dtype, memory_format=torch.channels_last)
-                for block in self.net}
+        cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        weights = {}
+        for block in self.net:
+            weight = block[0].weight
+            dtype = cast if weight.dtype == torch.float32 else None
+            weights[block[0]] = weight.to(dtype=dtype, memory_format=torch.channels_last)
+        return weights
 
     def _run(self, x: torch.Tensor, masks: list[torch.Tensor],
              weights: dict[nn.Conv2d, torch.Tensor]) -> torch.Tensor:
@@ -131,8 +136,8 @@ class JointFeatureExtractor(nn.Module):
 class _JointsPixelsLast(torch.autograd.Function):
     """Gathers the chunks' channels-last outputs into one N x h' x w' x J x D tensor, returned as
     its N x J x D x h' x w' view. That layout is what the compression (a Linear over D) and the
-    selector's and head's 1x1 convolutions (channels-last over J*D) read without a copy; the
-    gradient goes back to each chunk channels-last, the layout its convolutions run in."""
+    selector's 1x1 convolutions (channels-last over J*D) read without a copy; the gradient goes
+    back to each chunk channels-last, the layout its convolutions run in."""
 
     @staticmethod
     def forward(ctx, n: int, *parts: torch.Tensor) -> torch.Tensor:
