@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{found['variant']} on {config['dataset']['name']} split {split}, "
                   f"{metrics['n_test']} test videos: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
-            print(f"wrote {out}/metrics.json, per_class.csv, per_class.md, confusion.csv, logits.csv")
+            written = sorted(p.name for p in Path(out).iterdir() if p.is_file())
+            print(f"wrote {', '.join(written)} in {out}/")
         elif args.command == "keypoints":
             from jmrn.keypoints_io.command import run as run_keypoints
 

@@ -80,7 +80,11 @@ def test_evaluate_reproduces_the_runs_metrics_exactly(finished_run, tmp_path, ca
     assert json.loads((out / "metrics.json").read_text()) == json.loads((run / "metrics.json").read_text())
     assert (out / "logits.csv").read_bytes() == (run / "logits.csv").read_bytes()
     assert "| jump" in (out / "per_class.md").read_text()
-    assert "mean_class_accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "mean_class_accuracy" in printed
+    written = sorted(p.name for p in out.iterdir())
+    assert {"metrics.json", "logits.csv", "joint_weights.csv", "videos.json"} <= set(written)
+    assert f"wrote {', '.join(written)} in {out}/" in printed  # names every file it wrote
 
 
 def test_another_splits_test_videos_that_the_model_trained_on_are_counted():

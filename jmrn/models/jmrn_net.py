@@ -30,9 +30,8 @@ class JointFeatureExtractor(nn.Module):
     without copies. The folded N*J batch instead makes each activation about 200 MB (16 samples
     x 18 joints x 128 x 32 x 43 floats at 64 x 86). Blocks that large come as fresh pages from
     the kernel on every step under glibc's default malloc, which training processes avoid by
-    keeping freed memory (jmrn.device.keep_freed_memory); chunks still save the copies, layout
-    reorders and caches' misses around the convolutions, and hold far less memory
-    (docs/benchmarks.md). On a GPU the folded batch stays: one large kernel per layer keeps the
+    keeping freed memory (jmrn.device.keep_freed_memory); chunks still save the copies and
+    layout reorders around the convolutions, and hold far less memory (docs/benchmarks.md). On a GPU the folded batch stays: one large kernel per layer keeps the
     device busy, where chunks would launch J/k times as many smaller kernels (not measured; no
     GPU was available). The extractor's numbers are the same either way, up to float summation
     order: it has no batch statistics (convolution + ReLU; the input BatchNorm runs on the whole
