@@ -38,11 +38,10 @@ def keep_freed_memory() -> bool:
     By default a block above malloc's mmap threshold (at most 32 MiB) gets fresh pages that
     fault in, zeroed, on first touch and are unmapped when freed, and the heap's free top is
     trimmed. A training step allocates and frees its activations every step (up to about
-    200 MB each at 64 x 86 for JMRN's folded extractor batch), so it paid those page faults
-    every step: JMRN's fp32 step took 1.14-1.25x as long on one thread (docs/benchmarks.md).
-    The price: the process keeps its peak memory until it exits, and that peak is higher
-    (8-16 % for the training loop and the chunked step). Returns False where the C library
-    has no glibc mallopt (macOS, musl, Windows) or refuses the settings."""
+    200 MB each at 64 x 86 for JMRN's folded extractor batch), so it would pay those page
+    faults every step. The price: the process keeps its peak memory until it exits, and that
+    peak is higher (figures in docs/benchmarks.md). Returns False where the C library has no
+    glibc mallopt (macOS, musl, Windows) or refuses the settings."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):

@@ -31,13 +31,14 @@ class JointFeatureExtractor(nn.Module):
     x 18 joints x 128 x 32 x 43 floats at 64 x 86). Blocks that large come as fresh pages from
     the kernel on every step under glibc's default malloc, which training processes avoid by
     keeping freed memory (jmrn.device.keep_freed_memory); chunks still save the copies and
-    layout reorders around the convolutions, and hold far less memory (docs/benchmarks.md). On a GPU the folded batch stays: one large kernel per layer keeps the
-    device busy, where chunks would launch J/k times as many smaller kernels (not measured; no
-    GPU was available). The extractor's numbers are the same either way, up to float summation
-    order: it has no batch statistics (convolution + ReLU; the input BatchNorm runs on the whole
-    batch before it), each sample-joint is computed alone, and Dropout2d's masks are drawn for
-    the whole fold in the folded order before chunking. (Under bf16 autocast the layers after it
-    see another memory layout, so the whole model's bf16 rounding differs between the two.)
+    layout reorders around the convolutions, and hold far less memory (docs/benchmarks.md). On
+    a GPU the folded batch stays: one large kernel per layer keeps the device busy, where
+    chunks would launch J/k times as many smaller kernels (not measured; no GPU was available).
+    The extractor's numbers are the same either way, up to float summation order: it has no
+    batch statistics (convolution + ReLU; the input BatchNorm runs on the whole batch before
+    it), each sample-joint is computed alone, and Dropout2d's masks are drawn for the whole fold
+    in the folded order before chunking. (Under bf16 autocast the layers after it see another
+    memory layout, so the whole model's bf16 rounding differs between the two.)
     """
 
     def __init__(self, joints: int, channels: int, width: float, siamese: bool = True,
@@ -90,8 +91,7 @@ class JointFeatureExtractor(nn.Module):
         """Dropout2d's scaled masks for a batch of ``rows``, drawn as the folded forward draws them."""
         if not self.training:
             return []
-        dev = x.device.type
-        dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else x.dtype
+        dtype = _autocast_dtype(x) or x.dtype
         masks = []
         for block in self.net:
             conv = block[0]
@@ -106,8 +106,7 @@ class JointFeatureExtractor(nn.Module):
         """Each convolution's weight, channels-last and, if float32 under autocast, in autocast's
         dtype (as autocast would cast it): converted once per forward pass (and its gradient once
         per backward pass) rather than by every chunk's convolution."""
-        dev = x.device.type
-        cast = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+        cast = _autocast_dtype(x)
         weights = {}
         for block in self.net:
             weight = block[0].weight
@@ -132,6 +131,12 @@ class JointFeatureExtractor(nn.Module):
         return x
 
 
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype autocast casts float32 operands to on x's device, None when autocast is off."""
+    dev = x.device.type
+    return torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else None
+
+
 class _JointsPixelsLast(torch.autograd.Function):
     """Gathers the chunks' channels-last outputs into one N x h' x w' x J x D tensor, returned as
     its N x J x D x h' x w' view. That layout is what the compression (a Linear over D) and the
@@ -143,22 +148,20 @@ class _JointsPixelsLast(torch.autograd.Function):
         d, h, w = parts[0].shape[1:]
         ctx.joints = [p.shape[0] // n for p in parts]
         out = parts[0].new_empty(n, h, w, sum(ctx.joints), d)
-        a = 0
-        for part, k in zip(parts, ctx.joints):  # part: (N*k) x D x h' x w'
-            out[:, :, :, a:a + k].copy_(part.view(n, k, d, h, w).permute(0, 3, 4, 1, 2))
-            a += k
+        for part, k, place in zip(parts, ctx.joints, out.split(ctx.joints, dim=3)):
+            # part: (N*k) x D x h' x w'; place: N x h' x w' x k x D
+            place.copy_(part.view(n, k, d, h, w).permute(0, 3, 4, 1, 2))
         return out.permute(0, 3, 4, 1, 2)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         n, _, d, h, w = grad.shape  # N x J x D x h' x w'
-        grads, a = [], 0
-        for k in ctx.joints:
+        grads = []
+        for k, part in zip(ctx.joints, grad.split(ctx.joints, dim=1)):
             g = torch.empty(n * k, d, h, w, dtype=grad.dtype, device=grad.device,
                             memory_format=torch.channels_last)
-            g.view(n, k, d, h, w).copy_(grad[:, a:a + k])
+            g.view(n, k, d, h, w).copy_(part)
             grads.append(g)
-            a += k
         return (None, *grads)
 
 

@@ -12,8 +12,8 @@ the Siamese extractor's batch folded (N*J samples at once), in chunks of joints 
 picks on this device) and joint by joint, in fp32 and bf16, at 32 x 43 and 64 x 86, one
 thread; interleaved rounds, medians, ratios against folded fp32. It runs twice, each in its own
 process: with glibc's malloc as it comes, and keeping freed memory for reuse as training
-processes do (jmrn.device.keep_freed_memory); then it prints the step as training runs it now
-(chunked, memory kept) against how it ran before (folded, default malloc). With memory kept
+processes do (jmrn.device.keep_freed_memory); then it prints the step as training jobs run it
+(chunked, memory kept) against the plain arrangement (folded, default malloc). With memory kept
 it also prints the ceiling on any fp32 arrangement: the step's arithmetic (torch's FLOP
 counter: convolutions and matrix products) at the fastest rate this core ran any of the
 extractor's convolutions alone, forward and backward; the time of elementwise work and Adam
@@ -177,8 +177,8 @@ def arrangements(batch: int, rounds: int, width: float, sizes: list[tuple[int, i
 
 def compare_allocators(args: argparse.Namespace) -> None:
     """The arrangements under glibc's default malloc and with freed memory kept, each in its own
-    process (malloc's settings are per process), then the training step as it runs now (chunked,
-    memory kept) against how it ran before (folded, default malloc)."""
+    process (malloc's settings are per process), then the training step as jobs run it (chunked,
+    memory kept) against the plain arrangement (folded, default malloc)."""
     print(f"JMRN training step (forward, cross-entropy, backward, Adam), batch {args.batch}, width "
           f"{args.width}, 18 joints x 3 channels, 1 thread, CPU; median of {args.rounds} interleaved "
           f"round{'s' * (args.rounds > 1)}")
@@ -191,13 +191,13 @@ def compare_allocators(args: argparse.Namespace) -> None:
         *table, last = proc.stdout.rstrip().splitlines()
         print("\n".join(table), flush=True)
         rows[allocator] = json.loads(last)
-    print("\nnow (chunked, memory kept, in fp32 and in bf16) against before (folded, default "
-          "malloc, fp32), across the two processes above:")
+    print("\nas jobs run it (chunked, memory kept, in fp32 and in bf16) against the plain "
+          "arrangement (folded, default malloc, fp32), across the two processes above:")
     for size in args.sizes.split(","):
-        before = rows["default"][f"{size}|folded|fp32"]
+        plain = rows["default"][f"{size}|folded|fp32"]
         for p in ("fp32", "bf16"):
-            now = rows["kept"][f"{size}|chunked|{p}"]
-            print(f"{size:<8}{p} now vs fp32 before{now / before:>8.2f}x")
+            as_run = rows["kept"][f"{size}|chunked|{p}"]
+            print(f"{size:<8}{p} as run vs plain fp32{as_run / plain:>8.2f}x")
 
 
 def main() -> None:
