@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             if not read:
                 raise UserError(f"none of the {len(table)} videos could be read (see the status column)")
         elif args.command == "evaluate":
-            from jmrn.evaluate import evaluate_bundle
+            from jmrn.evaluate import EVALUATION_FILES, evaluate_bundle
             from jmrn.model_card import read_card
 
             found = read_card(args.bundle)
@@ -233,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{found['variant']} on {config['dataset']['name']} split {split}, "
                   f"{metrics['n_test']} test videos: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
-            written = sorted(p.name for p in Path(out).iterdir() if p.is_file())
-            print(f"wrote {', '.join(written)} in {out}/")
+            print(f"wrote {', '.join(EVALUATION_FILES)} in {out}/")
         elif args.command == "keypoints":
             from jmrn.keypoints_io.command import run as run_keypoints
 

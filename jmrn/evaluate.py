@@ -54,12 +54,17 @@ def trained_on_test_videos(card: dict[str, Any], dataset: str, tables: dict[int,
     return len(subset(split, "test") & subset(own, "train"))
 
 
+# What evaluate_bundle writes into its output folder (sorted, as `jmrn evaluate` lists them).
+EVALUATION_FILES = ("confusion.csv", "joint_weights.csv", "logits.csv", "metrics.json", "per_class.csv",
+                    "per_class.md", "videos.json")
+
+
 def evaluate_bundle(bundle: str | os.PathLike, config: dict[str, Any], out_dir: str | os.PathLike,
                     split: int | None = None, results: str | os.PathLike = "results",
                     allow_other_poses: bool = False) -> dict[str, Any]:
     """Score ``bundle`` on the test split of ``config``'s dataset (its manifest and PoTion store
-    under ``results``); write metrics.json, logits.csv, joint_weights.csv, confusion.csv and
-    per_class.{csv,md} into ``out_dir``; return the metrics."""
+    under ``results``); write ``EVALUATION_FILES`` into ``out_dir`` (the test videos, logits,
+    metrics, joint weights, confusion counts and per-class table); return the metrics."""
     card = read_card(bundle)
     _, weights = card_paths(bundle)
     name = config["dataset"]["name"]

@@ -75,6 +75,8 @@ def test_evaluate_reproduces_the_runs_metrics_exactly(finished_run, tmp_path, ca
     run = finished_run / RUN
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(tiny_config(finished_run)))
     out = tmp_path / "eval"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's own file, not written by evaluate")
     assert main(["evaluate", str(run), "--configfile", str(tmp_path / "config.yaml"),
                  "--results", str(finished_run / "results"), "--out", str(out)]) == 0
     assert json.loads((out / "metrics.json").read_text()) == json.loads((run / "metrics.json").read_text())
@@ -82,9 +84,9 @@ def test_evaluate_reproduces_the_runs_metrics_exactly(finished_run, tmp_path, ca
     assert "| jump" in (out / "per_class.md").read_text()
     printed = capsys.readouterr().out
     assert "mean_class_accuracy" in printed
-    written = sorted(p.name for p in out.iterdir())
+    written = sorted(p.name for p in out.iterdir() if p.name != "notes.txt")
     assert {"metrics.json", "logits.csv", "joint_weights.csv", "videos.json"} <= set(written)
-    assert f"wrote {', '.join(written)} in {out}/" in printed  # names every file it wrote
+    assert f"wrote {', '.join(written)} in {out}/" in printed  # names every file it wrote, only those
 
 
 def test_another_splits_test_videos_that_the_model_trained_on_are_counted():
