@@ -5,6 +5,11 @@
                                                     list missing inputs, print the merged config
   python -m jmrn recipe FILE ...                    the training recipe those files give
   python -m jmrn status [--results DIR]             progress of a run, read from its logs
+  python -m jmrn slurm [--cancel] [TARGET/ARGS]     after Snakemake was killed: its SLURM jobs
+                                                    left, the lock removed, the rerun command
+  python -m jmrn model-card RUN_DIR                 what a trained model bundle holds
+  python -m jmrn predict RUN_DIR VIDEO_OR_FOLDER ...   actions in new videos, with a trained model
+  python -m jmrn evaluate RUN_DIR --configfile FILE ...   score a trained model on a dataset's test split
   python -m jmrn openpifpaf-state-dict CKPT SHA256 OUT   a trusted openpifpaf model -> state dict
   python -m jmrn keypoints to-pickle FORMAT ROOT --out PKL   keypoint files -> 2D skeleton pickle
   python -m jmrn keypoints export RESULTS_DIR --out PKL  pose stage heatmaps -> 2D skeleton pickle
@@ -103,39 +108,44 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jmrn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo-data", help="write the demo dataset (HMDB51 layout) to ROOT")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        """A subcommand whose one-line summary shows in both `jmrn --help` and its own --help."""
+        return sub.add_parser(name, help=summary, description=summary)
+
+    demo = command("demo-data", "write the demo dataset (HMDB51 layout) to ROOT")
     demo.add_argument("root")
     demo.add_argument("--classes", type=int, default=10)
     demo.add_argument("--videos-per-class", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
-    check = sub.add_parser("check-config", help="validate config files merged onto the defaults "
-                                                "and list the input files that are missing")
+    check = command("check-config", "validate config files merged onto the defaults and list "
+                                    "the input files that are missing")
     check.add_argument("configs", nargs="*", metavar="FILE")
     check.add_argument("--print", action="store_true", help="print the merged config (YAML)")
-    recipe = sub.add_parser("recipe", help="print the training recipe of the full model that "
-                                           "config files merged onto the defaults give")
+    recipe = command("recipe", "print the training recipe of the full model that config files "
+                               "merged onto the defaults give")
     recipe.add_argument("configs", nargs="*", metavar="FILE")
-    status = sub.add_parser("status", help="per stage done/total and each running training's "
-                                           "epoch and ETA, read from the run's logs")
+    status = command("status", "per stage done/total and each running training's epoch and "
+                               "ETA, read from the run's logs")
     status.add_argument("--results", default="results", help="the run's results folder")
-    slurm = sub.add_parser("slurm", help="after Snakemake was killed: list this checkout's jobs "
-                                         "left in SLURM, cancel them (--cancel), remove "
-                                         "Snakemake's lock and print the rerun command")
+    slurm = command("slurm", "after Snakemake was killed: list this checkout's jobs left in "
+                             "SLURM, cancel them (--cancel), remove Snakemake's lock and print "
+                             "the rerun command")
     slurm.add_argument("--cancel", action="store_true", help="scancel the jobs listed")
     slurm.add_argument("--no-unlock", action="store_true", help="leave Snakemake's lock")
     slurm.add_argument("rerun", nargs=argparse.REMAINDER, metavar="TARGET/ARGS",
                        help="targets and --configfile of the run, echoed in the rerun command")
-    convert = sub.add_parser("openpifpaf-state-dict",
-                             help="load a trusted pickled openpifpaf checkpoint (its SHA-256 "
-                                  "given) and save its weights as a state dict")
+    convert = command("openpifpaf-state-dict", "load a trusted pickled openpifpaf checkpoint "
+                                               "(its SHA-256 given) and save its weights as a "
+                                               "state dict")
     convert.add_argument("checkpoint")
     convert.add_argument("sha256")
     convert.add_argument("out")
-    card = sub.add_parser("model-card", help="print what a run's model bundle (model.pt and "
-                                             "model_card.json) holds")
-    card.add_argument("bundle", metavar="RUN_DIR")
+    card = command("model-card", "print what a run's model bundle (model.pt and "
+                                 "model_card.json) holds")
+    card.add_argument("bundle", metavar="RUN_DIR", help="a run folder (model.pt + model_card.json)")
     card.add_argument("--json", action="store_true", help="the card as JSON")
-    guess = sub.add_parser("predict", help="recognise the actions in videos with a trained model")
+    guess = command("predict", "recognise the actions in videos with a trained model")
     guess.add_argument("bundle", metavar="RUN_DIR", help="a run folder (model.pt + model_card.json)")
     guess.add_argument("inputs", nargs="+", metavar="VIDEO_OR_FOLDER")
     guess.add_argument("--backend", help="pose backend that reads the videos (default: the model's)")
@@ -144,13 +154,18 @@ def main(argv: list[str] | None = None) -> int:
     guess.add_argument("--top", type=int, default=5, help="classes listed per video (5)")
     guess.add_argument("--out", default="predictions", help="folder for the CSVs and contact sheets")
     guess.add_argument("--no-sheets", action="store_true", help="skip the contact sheets")
-    score = sub.add_parser("evaluate", help="score a trained model on a configured dataset's "
-                                            "test split (no training)")
-    score.add_argument("bundle", metavar="RUN_DIR")
+    score = command("evaluate", "score a trained model on a configured dataset's test split "
+                                "(no training)")
+    score.add_argument("bundle", metavar="RUN_DIR", help="a run folder (model.pt + model_card.json)")
     score.add_argument("--configfile", nargs="+", required=True, metavar="FILE",
-                       help="the config files that name the dataset (as for snakemake)")
-    score.add_argument("--split", type=int, help="split to score (default: the model's)")
-    score.add_argument("--results", default="results", help="where that dataset's run lives")
+                       help="the config files that name the dataset (as for snakemake); give "
+                            "RUN_DIR before this option")
+    score.add_argument("--split", type=int, help="split to score (default: the model's; another "
+                                                 "split's test videos the model trained on are "
+                                                 "counted in a warning)")
+    score.add_argument("--results", default="results",
+                       help="the results folder holding that dataset's manifest.csv and "
+                            "potion.zarr (default: results)")
     score.add_argument("--out", help="output folder (default: evaluations/<dataset>/split<k>/"
                                      "<variant>/seed<seed>)")
     score.add_argument("--allow-other-poses", action="store_true",

@@ -100,5 +100,7 @@ def evaluate_bundle(bundle: str | os.PathLike, config: dict[str, Any], out_dir: 
     numeric, shown = per_class_table(pd.DataFrame([{**metrics, "variant": card["variant"]}]))
     write_table(numeric, out / "per_class.csv", out / "per_class.md",
                 f"Per-class test {metrics['per_class_metric']} of {card['variant']} on {name} "
-                f"split {split}", markdown=shown)
+                f"split {split}", markdown=shown,
+                note="\nCells: this model's test score (%) per class, with the number of runs (one) "
+                     "in parentheses.\n")
     return metrics

@@ -211,3 +211,17 @@ def test_config_overlay_fuzz_gives_a_result_or_one_line(tmp_path, capsys):
                         if not isinstance(inner, dict):
                             assert printed[section][key] == inner, (case, section, key)
     assert time.perf_counter() - start < 60
+
+
+@pytest.mark.parametrize("command", ["demo-data", "check-config", "recipe", "status", "slurm",
+                                     "openpifpaf-state-dict", "model-card", "predict", "evaluate",
+                                     "keypoints", "keypoints to-pickle", "keypoints export"])
+def test_every_command_is_listed_and_says_what_it_does_in_its_help(command, capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    overview = capsys.readouterr().out.split("positional arguments")[0]
+    assert f"python -m jmrn {command}" in overview  # the module's summary lists it
+    with pytest.raises(SystemExit):
+        main([*command.split(), "--help"])
+    usage, _, rest = capsys.readouterr().out.partition("\n\n")
+    assert rest.split("\n\n")[0].strip() and not rest.startswith(("positional", "options"))

@@ -82,6 +82,7 @@ def test_evaluate_reproduces_the_runs_metrics_exactly(finished_run, tmp_path, ca
     assert json.loads((out / "metrics.json").read_text()) == json.loads((run / "metrics.json").read_text())
     assert (out / "logits.csv").read_bytes() == (run / "logits.csv").read_bytes()
     assert "| jump" in (out / "per_class.md").read_text()
+    assert "number of runs (one) in parentheses" in (out / "per_class.md").read_text()
     printed = capsys.readouterr().out
     assert "mean_class_accuracy" in printed
     written = sorted(p.name for p in out.iterdir() if p.name != "notes.txt")
