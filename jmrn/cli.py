@@ -104,14 +104,18 @@ def backend_options(pairs: list[str]) -> dict[str, Any]:
     return options
 
 
+def add_command(sub: argparse._SubParsersAction, name: str, summary: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line summary shows both in its parent's --help and in its own."""
+    return sub.add_parser(name, help=summary, description=summary)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jmrn", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
-        """A subcommand whose one-line summary shows in both `jmrn --help` and its own --help."""
-        return sub.add_parser(name, help=summary, description=summary)
+        return add_command(sub, name, summary)
 
     demo = command("demo-data", "write the demo dataset (HMDB51 layout) to ROOT")
     demo.add_argument("root")
@@ -248,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{found['variant']} on {config['dataset']['name']} split {split}, "
                   f"{metrics['n_test']} test videos: "
                   + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()))
-            print(f"wrote {', '.join(EVALUATION_FILES)} in {out}/")
+            print(f"wrote {', '.join(sorted(EVALUATION_FILES.values()))} in {out}/")
         elif args.command == "keypoints":
             from jmrn.keypoints_io.command import run as run_keypoints
 

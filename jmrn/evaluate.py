@@ -54,9 +54,10 @@ def trained_on_test_videos(card: dict[str, Any], dataset: str, tables: dict[int,
     return len(subset(split, "test") & subset(own, "train"))
 
 
-# What evaluate_bundle writes into its output folder (sorted, as `jmrn evaluate` lists them).
-EVALUATION_FILES = ("confusion.csv", "joint_weights.csv", "logits.csv", "metrics.json", "per_class.csv",
-                    "per_class.md", "videos.json")
+# What evaluate_bundle writes into its output folder, by what each file holds.
+EVALUATION_FILES = {"videos": "videos.json", "logits": "logits.csv", "metrics": "metrics.json",
+                    "joint_weights": "joint_weights.csv", "confusion": "confusion.csv",
+                    "per_class_csv": "per_class.csv", "per_class_md": "per_class.md"}
 
 
 def evaluate_bundle(bundle: str | os.PathLike, config: dict[str, Any], out_dir: str | os.PathLike,
@@ -85,20 +86,18 @@ def evaluate_bundle(bundle: str | os.PathLike, config: dict[str, Any], out_dir: 
     if seen:
         log.warning("split %d's test set holds %d videos that this model (split %d) trained on: "
                     "the figures are not a held-out score", split, seen, card["split"])
-    out = Path(out_dir)
-    videos = out / "videos.json"
-    write_json(videos, tables[split])
+    path = {kind: str(Path(out_dir) / name) for kind, name in EVALUATION_FILES.items()}
+    write_json(path["videos"], tables[split])
     train = card["train"]
     metrics = export_variant(
-        str(potion), str(videos), split, card["variant_settings"], str(weights),
-        device=train.get("device", "auto"), out_logits=str(out / "logits.csv"),
-        out_metrics=str(out / "metrics.json"), out_joint_weights=str(out / "joint_weights.csv"),
-        out_confusion=str(out / "confusion.csv"), seed=int(card["seed"]),
+        str(potion), path["videos"], split, card["variant_settings"], str(weights),
+        device=train.get("device", "auto"), out_logits=path["logits"], out_metrics=path["metrics"],
+        out_joint_weights=path["joint_weights"], out_confusion=path["confusion"], seed=int(card["seed"]),
         val_fraction=float(train.get("val_fraction", 0.1)), precision=train.get("precision", "fp32"),
         threads=int(train.get("threads", 1)), model_classes=list(card["classes"]),
         max_per_keyframe=int(config.get("evaluation", {}).get("ava_max_detections_per_keyframe", 50)))
     numeric, shown = per_class_table(pd.DataFrame([{**metrics, "variant": card["variant"]}]))
-    write_table(numeric, out / "per_class.csv", out / "per_class.md",
+    write_table(numeric, path["per_class_csv"], path["per_class_md"],
                 f"Per-class test {metrics['per_class_metric']} of {card['variant']} on {name} "
                 f"split {split}", markdown=shown,
                 note="\nCells: this model's test score (%) per class, with the number of runs (one) "

@@ -223,5 +223,5 @@ def test_every_command_is_listed_and_says_what_it_does_in_its_help(command, caps
     assert f"python -m jmrn {command}" in overview  # the module's summary lists it
     with pytest.raises(SystemExit):
         main([*command.split(), "--help"])
-    usage, _, rest = capsys.readouterr().out.partition("\n\n")
+    rest = capsys.readouterr().out.partition("\n\n")[2]  # after the usage lines
     assert rest.split("\n\n")[0].strip() and not rest.startswith(("positional", "options"))

@@ -11,12 +11,12 @@ SHOWN = 20  # skipped files and notes printed one per line; the rest counted
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``keypoints`` with its two subcommands on the main parser's ``sub``."""
-    summary = "convert keypoint files to the pyskl/mmaction2 2D pickle, or export one from a " \
-              "finished pose stage"
-    top = sub.add_parser("keypoints", help=summary, description=summary)
+    from jmrn.cli import add_command  # the command line's own helper; cli imports this module lazily
+
+    top = add_command(sub, "keypoints", "convert keypoint files to the pyskl/mmaction2 2D pickle, "
+                                        "or export one from a finished pose stage")
     kinds = top.add_subparsers(dest="keypoints_command", required=True)
-    summary = "files | utd-mhad | ntu keypoints -> skeleton pickle"
-    to = kinds.add_parser("to-pickle", help=summary, description=summary)
+    to = add_command(kinds, "to-pickle", "files | utd-mhad | ntu keypoints -> skeleton pickle")
     to.add_argument("format", choices=("files", "utd-mhad", "ntu"),
                     help="files: per-video .npy/.json/.csv; utd-mhad: a*_s*_t*_skeleton.mat; "
                          "ntu: NTU RGB+D .skeleton")
@@ -37,8 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     to.add_argument("--test-fraction", type=float, default=0.3,
                     help="files without a split column: share of each class held out as test")
     to.add_argument("--max-people", type=int, default=2, help="ntu: bodies kept per recording")
-    summary = "skeleton pickle from a finished pose stage's heatmaps"
-    export = kinds.add_parser("export", help=summary, description=summary)
+    export = add_command(kinds, "export", "skeleton pickle from a finished pose stage's heatmaps")
     export.add_argument("sources", nargs="+", metavar="RESULTS_DIR_OR_SHARD",
                         help="results/<dataset> (manifest.csv and heatmaps/) or heatmap shards")
     export.add_argument("--out", required=True, help="the pickle to write")
